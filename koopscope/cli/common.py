@@ -1,0 +1,27 @@
+"""Shared CLI plumbing: user errors as one line with exit code 2."""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+import typer
+
+
+def user_errors(fn):
+    """Turn KoopscopeError (and missing files) into `error: ...` on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from ..errors import KoopscopeError
+
+        try:
+            return fn(*args, **kwargs)
+        except (KoopscopeError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            raise typer.Exit(130) from None
+
+    return wrapper

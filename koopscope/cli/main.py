@@ -1,0 +1,16 @@
+"""Entry point of the `koopscope` command."""
+
+from __future__ import annotations
+
+import typer
+
+from . import train
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False,
+                  help="koopscope: Hierarchical Koopman Diffusion — train, sample, and read the spectrum.")
+app.add_typer(train.app, name="train")
+
+
+@app.callback()
+def _root() -> None:
+    """koopscope: Hierarchical Koopman Diffusion toolkit."""

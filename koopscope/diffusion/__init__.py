@@ -1,0 +1,1 @@
+"""EDM teacher: U-Net backbone, preconditioning, loss and ODE samplers."""

@@ -1,0 +1,63 @@
+"""The EDM teacher as a training task, and loading a trained teacher."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError
+from ..io.checkpoint import load_checkpoint, prefixed
+from ..io.images import save_grid
+from .loss import EDMLoss
+from .precond import EDMPrecond
+from .samplers import sample
+from .unet import UNet, UNetConfig
+
+KIND = "teacher"
+
+
+def build_teacher(unet: UNetConfig) -> EDMPrecond:
+    return EDMPrecond(UNet(unet))
+
+
+class TeacherTask:
+    """EDM denoising loss on a dataset (see koopscope.train.loop.Task)."""
+
+    kind = KIND
+
+    def __init__(self, unet: UNetConfig, dataset, sampler_steps: int = 18):
+        self.unet, self.dataset, self.sampler_steps = unet, dataset, sampler_steps
+        self.net = build_teacher(unet)
+        self.edm_loss = EDMLoss()
+
+    def loss(self, net: nn.Module, batch_size: int, gen: torch.Generator, device):
+        idx = torch.randint(len(self.dataset), (batch_size,), generator=gen)
+        x = self.dataset.batch(idx, generator=gen).to(device)
+        return self.edm_loss(net, x, generator=gen), {}
+
+    def config(self) -> dict:
+        return {"unet": self.unet.to_dict(), "sampler_steps": self.sampler_steps,
+                "image_shape": [self.unet.img_channels, self.unet.resolution, self.unet.resolution]}
+
+    def data_provenance(self) -> dict:
+        d = self.dataset
+        return {"dataset": d.name, "split": d.split, "data_hash": d.hash, "data_count": len(d)}
+
+    def save_samples(self, net: nn.Module, path: Path) -> None:
+        shape = (self.unet.img_channels, self.unet.resolution, self.unet.resolution)
+        x, _ = sample(net, range(64), shape, steps=self.sampler_steps)
+        save_grid(x, path)
+
+
+def load_teacher(path: str | Path) -> tuple[EDMPrecond, dict]:
+    """EMA teacher network (eval mode) and the checkpoint metadata."""
+    tensors, meta = load_checkpoint(path, kind=KIND)
+    net = build_teacher(UNetConfig.from_dict(meta["config"]["unet"]))
+    weights = prefixed(tensors, "ema") or prefixed(tensors, "model")
+    try:
+        net.load_state_dict(weights)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not match the stored config ({str(e).splitlines()[0]})") from None
+    return net.eval().requires_grad_(False), meta

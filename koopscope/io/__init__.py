@@ -1,0 +1,1 @@
+"""Safe, atomic file formats: checkpoints (safetensors + JSON) and small helpers."""

@@ -1,0 +1,1 @@
+"""The training loop shared by the teacher and the HKD student, and the presets."""

@@ -1,0 +1,204 @@
+"""One training loop for every koopscope model (EDM teacher, HKD student).
+
+A *task* supplies the network and the loss; the loop owns everything else:
+Adam with warm-up, EMA, optional gradient clipping and bf16 autocast,
+DistributedDataParallel under torchrun, atomic resumable checkpoints
+(bit-for-bit: model, EMA, optimizer, step and every RNG), a JSON-lines log,
+the resolved options as JSON, and sample grids.
+
+Files in the run folder:
+    options.json          the resolved options (written once)
+    log.jsonl             one line per logged step
+    checkpoint.safetensors  full training state (resume from it)
+    model.safetensors     EMA weights + config + provenance (what users load)
+    samples/step_XXXXXXX.png
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from ..errors import KoopscopeError
+from ..io.atomic import atomic_path, write_json
+from ..io.checkpoint import (load_checkpoint, optimizer_tensors, prefixed, provenance, restore_optimizer,
+                             save_checkpoint, with_prefix)
+from . import distributed as D
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    batch: int = 128          # global batch, split across ranks
+    lr: float = 1e-3
+    warmup: int = 100         # linear lr warm-up steps
+    ema_halflife: float = 50_000   # in images
+    ema_rampup: float = 0.05  # half-life at most this fraction of images seen so far
+    grad_clip: float = 0.0    # 0 = off
+    amp: str = "none"         # "none" | "bf16"
+    log_every: int = 20
+    ckpt_every: int = 500
+    sample_every: int = 0     # 0 = only at the end
+    seed: int = 0
+    threads: int = 0          # torch CPU threads per process, 0 = leave as is
+
+
+class Task(Protocol):
+    kind: str
+    net: nn.Module
+
+    def loss(self, net: nn.Module, batch_size: int, gen: torch.Generator, device) -> tuple[torch.Tensor, dict]: ...
+    def config(self) -> dict: ...
+    def data_provenance(self) -> dict: ...
+    def save_samples(self, net: nn.Module, path: Path) -> None: ...
+
+
+def ema_beta(step: int, batch: int, cfg: TrainConfig) -> float:
+    """EDM-style EMA decay per step from a half-life in images with ramp-up."""
+    halflife = cfg.ema_halflife
+    if cfg.ema_rampup:
+        halflife = min(halflife, (step + 1) * batch * cfg.ema_rampup)
+    return 0.5 ** (batch / max(halflife, 1e-8))
+
+
+def _rng_tensors(gen: torch.Generator) -> dict[str, torch.Tensor]:
+    states = {"torch": torch.get_rng_state(), "gen": gen.get_state()}
+    out = {}
+    for name, st in states.items():
+        for r, s in enumerate(D.gather_bytes(st)):
+            out[f"rank{r}.{name}"] = s
+    return out
+
+
+def train(task: Task, cfg: TrainConfig, out: str | Path, resume: bool = False, preset: str = "",
+          progress: bool = True) -> Path:
+    """Train `task.net` for cfg.steps; returns the path of model.safetensors."""
+    out = Path(out)
+    rank, world, device = D.init()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.batch % world:
+        raise KoopscopeError(f"batch {cfg.batch} is not divisible by world size {world}")
+    ckpt_path, model_path = out / "checkpoint.safetensors", out / "model.safetensors"
+    if not resume and ckpt_path.exists():
+        raise KoopscopeError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    if resume and not ckpt_path.exists():
+        raise KoopscopeError(f"nothing to resume: {ckpt_path} does not exist")
+
+    torch.manual_seed(cfg.seed)
+    net = task.net.to(device)
+    ema = copy.deepcopy(net).eval().requires_grad_(False)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
+    step = 0
+
+    if resume:
+        tensors, meta = load_checkpoint(ckpt_path, kind=task.kind)
+        if meta["state"].get("world_size") != world:
+            raise KoopscopeError(f"run was trained with {meta['state'].get('world_size')} processes, "
+                                 f"resume it with the same number (now {world})")
+        net.load_state_dict(prefixed(tensors, "model"))
+        ema.load_state_dict(prefixed(tensors, "ema"))
+        restore_optimizer(opt, prefixed(tensors, "optim"), meta["state"]["optimizer"])
+        rng = prefixed(tensors, "rng")
+        torch.set_rng_state(rng[f"rank{rank}.torch"])
+        gen.set_state(rng[f"rank{rank}.gen"])
+        step = meta["state"]["step"]
+    elif rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "options.json", {"kind": task.kind, "preset": preset, "train": asdict(cfg),
+                                          "model": task.config(), "data": task.data_provenance(),
+                                          "world_size": world})
+
+    model = net
+    if world > 1:
+        model = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    local_batch = cfg.batch // world
+
+    def save(final: bool) -> None:
+        opt_t, opt_info = optimizer_tensors(opt)
+        tensors = {**with_prefix(net.state_dict(), "model"), **with_prefix(ema.state_dict(), "ema"),
+                   **with_prefix(opt_t, "optim"), **with_prefix(_rng_tensors(gen), "rng")}
+        if rank != 0:
+            return
+        prov = provenance(preset=preset, step=step, images_seen=step * cfg.batch, **task.data_provenance())
+        save_checkpoint(ckpt_path, tensors, task.kind, task.config(), prov,
+                        state={"step": step, "optimizer": opt_info, "world_size": world, "train": asdict(cfg)})
+        save_checkpoint(model_path, with_prefix(ema.state_dict(), "ema"), task.kind, task.config(), prov,
+                        state={"step": step})
+        if final or (cfg.sample_every and step % cfg.sample_every == 0):
+            task.save_samples(ema, out / "samples" / f"step_{step:07d}.png")
+
+    bar = _progress(progress and rank == 0, cfg.steps, step, task.kind)
+    t0, seen0 = time.perf_counter(), step
+    log = open(out / "log.jsonl", "a") if rank == 0 else None
+    try:
+        while step < cfg.steps:
+            lr = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup, 1))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):
+                loss, terms = task.loss(model, local_batch, gen, device)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            for p in net.parameters():
+                if p.grad is not None:
+                    torch.nan_to_num_(p.grad, nan=0.0, posinf=1e5, neginf=-1e5)
+            if cfg.grad_clip:
+                nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+            opt.step()
+            beta = ema_beta(step, cfg.batch, cfg)
+            with torch.no_grad():
+                for pe, p in zip(ema.parameters(), net.parameters()):
+                    pe.lerp_(p.detach(), 1 - beta)
+                for be, b in zip(ema.buffers(), net.buffers()):
+                    be.copy_(b)
+            step += 1
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                terms = {k: D.mean(float(v)) for k, v in {"loss": loss.detach(), **terms}.items()}
+                if log is not None:
+                    rate = (step - seen0) * cfg.batch / (time.perf_counter() - t0)
+                    log.write(json.dumps({"step": step, "lr": lr, "images_per_s": round(rate, 2), **terms}) + "\n")
+                    log.flush()
+                    if not math.isfinite(terms["loss"]):
+                        raise KoopscopeError(f"loss became {terms['loss']} at step {step}; lower --lr")
+                bar.update(step, terms["loss"])
+            if step % cfg.ckpt_every == 0 or step == cfg.steps:
+                save(final=step == cfg.steps)
+    finally:
+        bar.close()
+        if log is not None:
+            log.close()
+        D.barrier()
+        D.shutdown()
+    return model_path
+
+
+class _progress:
+    """A rich progress bar (or nothing) showing step and loss."""
+
+    def __init__(self, enabled: bool, total: int, start: int, name: str):
+        self.p = None
+        if enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.p = Progress(TextColumn(f"train {name}"), BarColumn(), MofNCompleteColumn(),
+                              TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn())
+            self.p.start()
+            self.task = self.p.add_task("", total=total, completed=start, loss="-")
+
+    def update(self, step: int, loss: float) -> None:
+        if self.p:
+            self.p.update(self.task, completed=step, loss=f"{loss:.4f}")
+
+    def close(self) -> None:
+        if self.p:
+            self.p.stop()
