@@ -1,0 +1,1 @@
+"""Hierarchical Koopman Diffusion: the model and its per-level Koopman generators."""

@@ -1,0 +1,1 @@
+"""Spectral analysis of Koopman generators: eigendecompositions, modal projection, reconstruction."""

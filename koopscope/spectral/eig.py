@@ -1,0 +1,148 @@
+"""Eigendecompositions of Koopman generators, modal projection and real reconstruction.
+
+Two paths, both returning ``Eig(values, vectors, pair_id)`` with complex eigenvalues
+(..., n), right eigenvectors as columns (..., n, n) and ``pair_id`` (..., n) naming the
+conjugate group of each mode (a complex pair shares an id, a real eigenvalue is alone):
+
+- ``block_eigs``: exact and free for HKD's 2x2 block form. For KoopmanGenerators pass
+  ``alpha.permute(1, 2, 0)`` and ``beta.permute(1, 2, 0)`` to get (H, W, dim) eigenvalues.
+- ``dense_eigs``: any batch of dense real generators (e.g. a Koopman-CFM generator).
+
+Vectors live on the last axis: move an HKD latent (B, dim, H, W) to (B, H, W, dim) before
+``project``. For defective generators the eigenvector matrix is (numerically) singular;
+``project`` then returns minimum-norm least-squares coefficients (pseudo-inverse) and the
+all-modes reconstruction is the projection onto the span of the eigenvectors, not z itself.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+class Eig(NamedTuple):
+    """Eigenvalues (..., n), eigenvectors as columns (..., n, n), conjugate group ids (..., n)."""
+
+    values: Tensor
+    vectors: Tensor
+    pair_id: Tensor
+
+
+def block_eigs(alpha: Tensor, beta: Tensor) -> Eig:
+    """Eigenpairs of block-diagonal generators with blocks [[alpha_k, -beta_k], [beta_k, alpha_k]].
+
+    alpha, beta: (..., K). Eigenvalues (..., 2K) ordered (alpha_k + i beta_k, alpha_k - i beta_k)
+    per block, eigenvectors (e_2k - i e_2k+1) / sqrt 2 and (e_2k + i e_2k+1) / sqrt 2 (one
+    unitary matrix, independent of the parameters, returned as an expanded view). The two modes of a block form one group
+    even when beta_k = 0, since their coefficients are then conjugate.
+    """
+    lam = torch.complex(alpha, beta)
+    values = torch.stack((lam, lam.conj()), -1).flatten(-2)
+    k = alpha.shape[-1]
+    s = 2 ** -0.5
+    block = torch.tensor([[s, s], [-1j * s, 1j * s]], dtype=values.dtype, device=values.device)
+    vectors = torch.kron(torch.eye(k, dtype=values.dtype, device=values.device), block)
+    pair_id = torch.arange(k, device=values.device).repeat_interleave(2)
+    return Eig(values, vectors.expand(*values.shape, -1), pair_id.expand(values.shape))
+
+
+def dense_eigs(A: Tensor | np.ndarray) -> Eig:
+    """Eigenpairs of real matrices A (..., n, n), computed in float64, sorted by ``sort_by_real``.
+
+    Uses LAPACK geev (numpy), which returns each complex pair adjacently as exact conjugates
+    (positive imaginary part first) and real eigenvalues with real eigenvectors. Defective or
+    repeated eigenvalues give finite, possibly parallel eigenvectors. Results are complex128
+    tensors on A's device (CPU for numpy input).
+    """
+    device = A.device if isinstance(A, Tensor) else torch.device("cpu")
+    a = A.detach().cpu().double().numpy() if isinstance(A, Tensor) else np.asarray(A, dtype=np.float64)
+    if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
+        raise ValueError(f"expected square matrices (..., n, n), got shape {a.shape}")
+    if not np.isfinite(a).all():
+        raise ValueError("generator contains NaN or infinite entries")
+    w, v = np.linalg.eig(a)
+    values = torch.from_numpy(w.astype(np.complex128))
+    vectors = torch.from_numpy(v.astype(np.complex128))
+    first = values.imag > 0
+    second = torch.zeros_like(first)
+    second[..., 1:] = first[..., :-1]
+    paired = values[..., 1:][first[..., :-1]] == values[..., :-1][first[..., :-1]].conj()
+    if first[..., -1].any() or not paired.all():
+        raise RuntimeError("eig did not return adjacent conjugate pairs")
+    pair_id = torch.cumsum(~second, -1) - 1
+    order = sort_by_real(values, pair_id)
+    values = values.gather(-1, order)
+    vectors = vectors.gather(-1, order.unsqueeze(-2).expand_as(vectors))
+    pair_id = pair_id.gather(-1, order)
+    new_group = torch.ones_like(first)
+    new_group[..., 1:] = pair_id[..., 1:] != pair_id[..., :-1]
+    return Eig(values.to(device), vectors.to(device), (torch.cumsum(new_group, -1) - 1).to(device))
+
+
+def _group_mean(x: Tensor, pair_id: Tensor) -> Tensor:
+    """Mean of x over each mode's group, broadcast back to the modes."""
+    total = torch.zeros_like(x).scatter_add(-1, pair_id, x)
+    count = torch.zeros_like(x).scatter_add(-1, pair_id, torch.ones_like(x))
+    return (total / count.clamp(min=1)).gather(-1, pair_id)
+
+
+def sort_by_real(values: Tensor, pair_id: Tensor) -> Tensor:
+    """Indices (..., n) ordering modes by |Re| ascending, groups kept contiguous.
+
+    Ties are broken by |Im|, then by Re, then by group; within a pair the mode with positive
+    imaginary part comes first.
+    """
+    values, pair_id = torch.broadcast_tensors(values, pair_id)
+    re = _group_mean(values.real, pair_id)
+    im = _group_mean(values.imag.abs(), pair_id)
+    keys = [re.abs(), im, re, pair_id.to(re.dtype), -values.imag]  # most significant first
+    order = torch.arange(values.shape[-1], device=values.device).expand(values.shape)
+    for key in reversed(keys):
+        idx = torch.sort(key.gather(-1, order), dim=-1, stable=True).indices
+        order = order.gather(-1, idx)
+    return order
+
+
+def close_mask(mask: Tensor, pair_id: Tensor) -> Tensor:
+    """Expand a boolean mode mask (..., n) to whole conjugate groups."""
+    mask, pair_id = torch.broadcast_tensors(mask.bool(), pair_id)
+    hit = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
+    hit = hit.scatter_reduce(-1, pair_id, mask.float(), "amax")
+    return hit.gather(-1, pair_id) > 0
+
+
+def _inverse(vectors: Tensor) -> Tensor:
+    """V^-1 per matrix by LU; the SVD pseudo-inverse where V is singular or ill conditioned."""
+    inv, info = torch.linalg.inv_ex(vectors)
+    limit = vectors.shape[-1] / torch.finfo(vectors.real.dtype).eps ** 0.5
+    cond = torch.linalg.matrix_norm(vectors) * torch.linalg.matrix_norm(inv)  # Frobenius, >= n
+    bad = (info != 0) | ~torch.isfinite(cond) | (cond > limit)
+    if bad.any():
+        inv[bad] = torch.linalg.pinv(vectors[bad])
+    return inv
+
+
+def project(z: Tensor, vectors: Tensor) -> Tensor:
+    """Modal coordinates c = V^-1 z for z (..., n), real or complex.
+
+    V^-1 is the LU inverse where V's Frobenius condition number is below n / sqrt(eps), and
+    the pseudo-inverse (minimum-norm least squares) elsewhere, e.g. for defective generators.
+    """
+    return (_inverse(vectors) @ z.to(vectors.dtype).unsqueeze(-1)).squeeze(-1)
+
+
+def reconstruct(coeffs: Tensor, vectors: Tensor, mask: Tensor | None = None,
+                pair_id: Tensor | None = None) -> Tensor:
+    """Real state Re(V (c * mask)) from the modes in ``mask`` (all when None).
+
+    The mask is closed under conjugation with ``pair_id`` first, so that the imaginary
+    parts of paired modes cancel; masks of a partition of the modes sum to the full result.
+    """
+    if mask is not None:
+        if pair_id is None:
+            raise ValueError("reconstruct needs pair_id to close a mode mask under conjugation")
+        coeffs = coeffs * close_mask(mask, pair_id)
+    return (vectors @ coeffs.unsqueeze(-1)).squeeze(-1).real
