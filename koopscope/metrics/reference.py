@@ -99,13 +99,14 @@ def reference(
     name: str,
     count: int,
     split: str = "train",
-    size: int | None = None,
+    size: int | None = 32,
     root: str | os.PathLike | None = None,
     **kwargs,
 ) -> dict:
     """Load dataset ``name`` via koopscope.data and return its (cached) reference features.
 
-    ``size`` None uses the native resolution; keyword arguments go to ``reference_features``.
+    ``size`` as in ``load_dataset`` (32 by default, None for native); keyword arguments go to
+    ``reference_features``.
     """
     from koopscope.data import load_dataset
 
