@@ -15,3 +15,7 @@ app.command("trajectories")(trajectories.trajectories)
 @app.callback()
 def _root() -> None:
     """koopscope: Hierarchical Koopman Diffusion toolkit."""
+
+
+if __name__ == "__main__":
+    app()

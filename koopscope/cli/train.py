@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -18,11 +17,12 @@ def teacher(
     preset: str = typer.Option("smoke", help="smoke | fashion | cifar10 | ffhq64"),
     out: Path = typer.Option(..., help="Run folder (checkpoints, log.jsonl, options.json, samples)."),
     resume: bool = typer.Option(False, help="Continue the run in OUT exactly where it stopped."),
-    data_root: Optional[Path] = typer.Option(None, help="Where the dataset files are (default: per dataset)."),
-    steps: Optional[int] = typer.Option(None, help="Override the preset's number of steps."),
-    batch: Optional[int] = typer.Option(None, help="Override the preset's global batch size."),
+    data_root: Path | None = typer.Option(None, help="Where the dataset files are (default: per dataset)."),
+    steps: int | None = typer.Option(None, help="Override the preset's number of steps."),
+    batch: int | None = typer.Option(None, help="Override the preset's global batch size."),
     threads: int = typer.Option(0, help="CPU threads per process (0 = torch default)."),
-    seed: Optional[int] = typer.Option(None, help="Override the preset's seed."),
+    seed: int | None = typer.Option(None, help="Override the preset's seed."),
+    grid: int | None = typer.Option(None, help="Images per sample grid (0 = no grids)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ):
     """Train an EDM teacher on a preset's dataset."""
@@ -34,7 +34,7 @@ def teacher(
     from ..train.presets import teacher_preset
 
     p = teacher_preset(preset)
-    overrides = {k: v for k, v in {"steps": steps, "batch": batch, "seed": seed}.items() if v is not None}
+    overrides = {k: v for k, v in {"steps": steps, "batch": batch, "seed": seed, "grid": grid}.items() if v is not None}
     cfg = replace(p.train, threads=threads, **overrides)
     data = load_dataset(p.dataset, root=data_root, size=p.resolution, flip=p.flip, limit=p.data_limit)
     task = TeacherTask(p.unet, data, p.sampler_steps)

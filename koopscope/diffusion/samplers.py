@@ -7,7 +7,7 @@ where trajectories are recorded. Each sampler returns (x_final, nfe).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

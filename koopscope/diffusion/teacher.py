@@ -45,9 +45,9 @@ class TeacherTask:
         d = self.dataset
         return {"dataset": d.name, "split": d.split, "data_hash": d.hash, "data_count": len(d)}
 
-    def save_samples(self, net: nn.Module, path: Path) -> None:
+    def save_samples(self, net: nn.Module, path: Path, count: int) -> None:
         shape = (self.unet.img_channels, self.unet.resolution, self.unet.resolution)
-        x, _ = sample(net, range(64), shape, steps=self.sampler_steps)
+        x, _ = sample(net, range(count), shape, steps=self.sampler_steps)
         save_grid(x, path)
 
 

@@ -9,7 +9,7 @@ tensors that cross the U-Net's skip connections.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
@@ -26,13 +26,12 @@ class UNetConfig:
     attn_resolutions: tuple[int, ...] = (8,)
     dropout: float = 0.0
     emb_mult: int = 4
-    extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "UNetConfig":
+    def from_dict(cls, d: dict) -> UNetConfig:
         d = dict(d)
         for k in ("channel_mult", "attn_resolutions"):
             d[k] = tuple(d[k])

@@ -36,8 +36,8 @@ def block_eigs(alpha: Tensor, beta: Tensor) -> Eig:
 
     alpha, beta: (..., K). Eigenvalues (..., 2K) ordered (alpha_k + i beta_k, alpha_k - i beta_k)
     per block, eigenvectors (e_2k - i e_2k+1) / sqrt 2 and (e_2k + i e_2k+1) / sqrt 2 (one
-    unitary matrix, independent of the parameters, returned as an expanded view). The two modes of a block form one group
-    even when beta_k = 0, since their coefficients are then conjugate.
+    unitary matrix, independent of the parameters, returned as an expanded view). The two modes
+    of a block form one group even when beta_k = 0, since their coefficients are then conjugate.
     """
     lam = torch.complex(alpha, beta)
     values = torch.stack((lam, lam.conj()), -1).flatten(-2)

@@ -28,9 +28,16 @@ import torch
 from torch import nn
 
 from ..errors import KoopscopeError
-from ..io.atomic import atomic_path, write_json
-from ..io.checkpoint import (load_checkpoint, optimizer_tensors, prefixed, provenance, restore_optimizer,
-                             save_checkpoint, with_prefix)
+from ..io.atomic import write_json
+from ..io.checkpoint import (
+    load_checkpoint,
+    optimizer_tensors,
+    prefixed,
+    provenance,
+    restore_optimizer,
+    save_checkpoint,
+    with_prefix,
+)
 from . import distributed as D
 
 
@@ -47,6 +54,7 @@ class TrainConfig:
     log_every: int = 20
     ckpt_every: int = 500
     sample_every: int = 0     # 0 = only at the end
+    grid: int = 64            # images in each sample grid, 0 = no grids
     seed: int = 0
     threads: int = 0          # torch CPU threads per process, 0 = leave as is
 
@@ -58,7 +66,7 @@ class Task(Protocol):
     def loss(self, net: nn.Module, batch_size: int, gen: torch.Generator, device) -> tuple[torch.Tensor, dict]: ...
     def config(self) -> dict: ...
     def data_provenance(self) -> dict: ...
-    def save_samples(self, net: nn.Module, path: Path) -> None: ...
+    def save_samples(self, net: nn.Module, path: Path, count: int) -> None: ...
 
 
 def ema_beta(step: int, batch: int, cfg: TrainConfig) -> float:
@@ -134,8 +142,8 @@ def train(task: Task, cfg: TrainConfig, out: str | Path, resume: bool = False, p
                         state={"step": step, "optimizer": opt_info, "world_size": world, "train": asdict(cfg)})
         save_checkpoint(model_path, with_prefix(ema.state_dict(), "ema"), task.kind, task.config(), prov,
                         state={"step": step})
-        if final or (cfg.sample_every and step % cfg.sample_every == 0):
-            task.save_samples(ema, out / "samples" / f"step_{step:07d}.png")
+        if cfg.grid and (final or (cfg.sample_every and step % cfg.sample_every == 0)):
+            task.save_samples(ema, out / "samples" / f"step_{step:07d}.png", cfg.grid)
 
     bar = _progress(progress and rank == 0, cfg.steps, step, task.kind)
     t0, seen0 = time.perf_counter(), step

@@ -8,7 +8,7 @@ ffhq64   the EDM paper's FFHQ-64 network and schedule (GPU)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..diffusion.unet import UNetConfig
 from ..errors import KoopscopeError
@@ -24,7 +24,6 @@ class TeacherPreset:
     flip: bool = False
     sampler_steps: int = 18   # Heun grid points: NFE = 2N - 1
     data_limit: int | None = None
-    extra: dict = field(default_factory=dict)
 
 
 TEACHER_PRESETS: dict[str, TeacherPreset] = {

@@ -1,0 +1,232 @@
+"""EDM teacher: preconditioning, samplers on an analytic denoiser, training, resume, DDP, presets."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from koopscope.data import load_dataset
+from koopscope.diffusion.precond import EDMPrecond, edm_scalings
+from koopscope.diffusion.samplers import euler, heun, karras_sigmas, sample, seeded_noise
+from koopscope.diffusion.teacher import TeacherTask, load_teacher
+from koopscope.diffusion.unet import UNetConfig
+from koopscope.errors import CheckpointError
+from koopscope.io.checkpoint import load_checkpoint, save_checkpoint
+from koopscope.train.loop import train
+from koopscope.train.presets import TEACHER_PRESETS
+
+KOOPSCOPE = [sys.executable, "-m", "koopscope.cli.main"]
+
+
+class GaussianDenoiser:
+    """Exact D(x, sigma) = E[x0 | x] for data ~ N(mu, s0^2 I); counts its calls."""
+
+    def __init__(self, mu: float, s0: float):
+        self.mu, self.s0, self.calls = mu, s0, 0
+
+    def __call__(self, x, sigma):
+        self.calls += 1
+        s2 = torch.as_tensor(sigma, dtype=torch.float64) ** 2
+        return (self.s0**2 * x + s2 * self.mu) / (self.s0**2 + s2)
+
+    def exact(self, x_T, T, t):
+        """PF-ODE solution: x(t) = mu + (x_T - mu) sqrt(s0^2 + t^2) / sqrt(s0^2 + T^2)."""
+        return self.mu + (x_T - self.mu) * math.sqrt(self.s0**2 + t**2) / math.sqrt(self.s0**2 + T**2)
+
+
+def test_edm_scalings_match_the_paper():
+    s = torch.tensor([0.002, 1.0, 80.0], dtype=torch.float64)
+    c_skip, c_out, c_in, c_noise = edm_scalings(s)
+    sd = 0.5
+    assert torch.allclose(c_skip, sd**2 / (s**2 + sd**2))
+    assert torch.allclose(c_out, s * sd / torch.sqrt(s**2 + sd**2))
+    assert torch.allclose(c_in, 1 / torch.sqrt(s**2 + sd**2))
+    assert torch.allclose(c_noise, torch.log(s) / 4)
+
+
+def test_precond_passes_scaled_input_to_backbone():
+    seen = {}
+
+    def backbone(x, c_noise):
+        seen["x"], seen["c"] = x, c_noise
+        return torch.ones_like(x)
+
+    x = torch.randn(2, 1, 4, 4, dtype=torch.float64)
+    out = EDMPrecond(backbone)(x, torch.tensor([1.0, 2.0]))
+    sigma = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    c_skip, c_out, c_in, _ = (c.reshape(-1, 1, 1, 1) for c in edm_scalings(sigma))
+    assert torch.allclose(seen["x"].double(), (c_in * x), atol=1e-6)
+    assert torch.allclose(out, c_skip * x + c_out, atol=1e-6)
+
+
+def test_karras_grid():
+    s = karras_sigmas(18)
+    assert len(s) == 19 and s[-1] == 0
+    assert s[0].item() == pytest.approx(80.0) and s[-2].item() == pytest.approx(0.002)
+    assert torch.all(s[:-1] > s[1:])
+
+
+@pytest.mark.parametrize("solver,steps,nfe", [("heun", 18, 35), ("heun", 40, 79), ("heun", 8, 15), ("euler", 10, 10)])
+def test_nfe_counts_are_exact(solver, steps, nfe):
+    d = GaussianDenoiser(0.3, 0.5)
+    _, counted = sample(d, [0, 1], (1, 2, 2), steps=steps, solver=solver)
+    assert counted == nfe == d.calls
+
+
+def test_heun_reproduces_the_gaussian_ode_solution():
+    d = GaussianDenoiser(mu=0.7, s0=0.4)
+    x_T = seeded_noise([5, 6, 7], (1, 3, 3)) * 80.0
+    errors = {}
+    for n in (128, 256, 512):
+        sig = karras_sigmas(n)[:-1]  # stop at sigma_min: compare the ODE itself
+        x, _ = heun(d, x_T, torch.cat([sig, sig[-1:]]))  # last step of length zero
+        errors[n] = (x - d.exact(x_T, 80.0, 0.002)).abs().max().item()
+    assert errors[512] < 1e-4
+    assert errors[128] / errors[256] > 3.8 and errors[256] / errors[512] > 3.8  # second order
+    x_e, _ = euler(d, x_T, karras_sigmas(512))
+    x_h, _ = heun(d, x_T, karras_sigmas(512))
+    exact0 = d.exact(x_T, 80.0, 0.0)
+    assert (x_h - exact0).abs().max() < (x_e - exact0).abs().max()
+    assert (x_h - exact0).abs().max() < 2e-4
+
+
+def test_samples_do_not_depend_on_the_batch():
+    d = GaussianDenoiser(0.1, 0.5)
+    a, _ = sample(d, [1, 2, 3, 4], (1, 4, 4), steps=6)
+    b, _ = sample(d, [3, 4], (1, 4, 4), steps=6)
+    assert torch.equal(a[2:], b)
+
+
+@pytest.fixture(scope="module")
+def smoke_data():
+    p = TEACHER_PRESETS["smoke"]
+    return load_dataset(p.dataset, size=p.resolution, limit=p.data_limit)
+
+
+def _smoke(data, out, steps, resume=False):
+    p = TEACHER_PRESETS["smoke"]
+    cfg = replace(p.train, steps=60, threads=1)
+    torch.manual_seed(123)  # different global state must not matter: the loop seeds itself
+    cfg = replace(cfg, steps=steps)
+    return train(TeacherTask(p.unet, data, p.sampler_steps), cfg, out, resume=resume, preset="smoke", progress=False)
+
+
+def test_smoke_training_lowers_the_loss(tmp_path, smoke_data):
+    _smoke(smoke_data, tmp_path / "run", 60)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == 60
+    assert np.mean([r["loss"] for r in log[-2:]]) < 0.8 * log[0]["loss"]
+    assert (tmp_path / "run" / "samples" / "step_0000060.png").exists()
+    opts = json.loads((tmp_path / "run" / "options.json").read_text())
+    assert opts["preset"] == "smoke" and opts["data"]["data_hash"] == smoke_data.hash
+    net, meta = load_teacher(tmp_path / "run" / "model.safetensors")
+    prov = meta["provenance"]
+    assert prov["step"] == 60 and prov["dataset"] == "fashion" and prov["data_hash"] == smoke_data.hash
+    assert prov["koopscope_version"] and prov["preset"] == "smoke"
+
+
+def test_resume_is_bit_for_bit(tmp_path, smoke_data):
+    _smoke(smoke_data, tmp_path / "full", 60)
+    _smoke(smoke_data, tmp_path / "split", 30)
+    _smoke(smoke_data, tmp_path / "split", 60, resume=True)
+    a, _ = load_checkpoint(tmp_path / "full" / "checkpoint.safetensors")
+    b, _ = load_checkpoint(tmp_path / "split" / "checkpoint.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_refuses_to_overwrite_or_resume_nothing(tmp_path, smoke_data):
+    from koopscope.errors import KoopscopeError
+
+    _smoke(smoke_data, tmp_path / "run", 10)
+    with pytest.raises(KoopscopeError, match="--resume"):
+        _smoke(smoke_data, tmp_path / "run", 10)
+    with pytest.raises(KoopscopeError, match="nothing to resume"):
+        _smoke(smoke_data, tmp_path / "other", 10, resume=True)
+
+
+def _cli(*args, env=None, **kw):
+    return subprocess.run([*KOOPSCOPE, *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, **kw)
+
+
+def test_two_process_ddp_training(tmp_path):
+    out = tmp_path / "ddp"
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                        "-m", "koopscope.cli.main", "train", "teacher", "--preset", "smoke", "--steps", "10",
+                        "--threads", "1", "--out", str(out), "--no-progress"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    _, meta = load_checkpoint(out / "checkpoint.safetensors")
+    assert meta["state"]["world_size"] == 2 and meta["state"]["step"] == 10
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == 10  # only rank 0 logs
+
+
+def _write_cifar(folder: Path, n=4):
+    import pickle
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"labels": [0] * n}
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+
+
+@pytest.mark.parametrize("preset", ["cifar10", "ffhq64"])
+def test_paper_presets_build_and_step(tmp_path, preset):
+    root = tmp_path / "data"
+    if preset == "cifar10":
+        _write_cifar(root)
+    else:
+        root.mkdir()
+        for i in range(4):
+            pixels = np.random.default_rng(i).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / f"{i}.png")
+    r = _cli("train", "teacher", "--preset", preset, "--data-root", str(root), "--steps", "2", "--batch", "2",
+             "--grid", "0", "--out", str(tmp_path / "run"), "--no-progress", timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    meta = load_checkpoint(tmp_path / "run" / "model.safetensors")[1]
+    assert UNetConfig.from_dict(meta["config"]["unet"]) == TEACHER_PRESETS[preset].unet
+
+
+def test_bad_checkpoints_are_clear_errors(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.zeros(2)}, str(foreign))
+    wrong_kind = tmp_path / "hkd.safetensors"
+    save_checkpoint(wrong_kind, {"w": torch.zeros(2)}, "hkd", {}, {})
+    good = tmp_path / "good.safetensors"
+    save_checkpoint(good, {"ema.w": torch.zeros(1000)}, "teacher", {}, {})
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(good.read_bytes()[:-500])
+    for path, msg in [(tmp_path / "missing.safetensors", "not found"), (text, "not a readable"),
+                      (foreign, "not a koopscope checkpoint"), (wrong_kind, "'hkd' checkpoint, expected teacher"),
+                      (corrupt, "corrupt")]:
+        with pytest.raises(CheckpointError, match=msg):
+            load_teacher(path)
+
+
+def test_cli_user_errors_are_one_line_exit_2(tmp_path):
+    r = _cli("train", "teacher", "--preset", "nope", "--out", str(tmp_path / "x"))
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "unknown preset" in r.stderr
+    r = _cli("train", "teacher", "--preset", "smoke", "--out", str(tmp_path / "x"),
+             env={"KOOPSCOPE_FASHION_DIR": str(tmp_path / "nowhere")})
+    assert r.returncode == 2 and "nowhere" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_help_is_fast_and_lazy():
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "koopscope.cli.main", "--help"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "train" in r.stdout
+    assert "torch" not in {line.split("|")[-1].strip().split(".")[0] for line in r.stderr.splitlines()[1:]}
