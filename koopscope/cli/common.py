@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import functools
 import sys
+from enum import Enum
 
 import typer
+
+
+class Solver(str, Enum):
+    heun = "heun"
+    euler = "euler"
 
 
 def user_errors(fn):

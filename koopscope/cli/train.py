@@ -40,3 +40,63 @@ def teacher(
     task = TeacherTask(p.unet, data, p.sampler_steps)
     path = train(task, cfg, out, resume=resume, preset=preset, progress=progress)
     print(f"teacher: {path}")
+
+
+@app.command("hkd")
+@user_errors
+def hkd(
+    trajectories: Path = typer.Option(..., help="Trajectory store from `koopscope trajectories`."),
+    teacher: Path | None = typer.Option(None, help="Teacher checkpoint to initialise encoder/decoder from "
+                                           "(the paper's default; omit to start from scratch)."),
+    preset: str = typer.Option("smoke", help="smoke | fashion | cifar10 | ffhq64"),
+    out: Path = typer.Option(..., help="Run folder."),
+    resume: bool = typer.Option(False, help="Continue the run in OUT exactly where it stopped."),
+    encoder_time: str | None = typer.Option(None, help="Encoder sees the noise level ('sigma') or not ('blind')."),
+    intermediate: float | None = typer.Option(None, help="Weight of intermediate-state supervision (0 = off)."),
+    distance: str | None = typer.Option(None, help="mse | huber | lpips"),
+    times: int | None = typer.Option(None, help="Time points per trajectory (T plus s-1 grid times)."),
+    koopman: bool = typer.Option(True, help="Koopman evolution (off: identity, an ablation)."),
+    hierarchy: bool = typer.Option(True, help="All levels evolve (off: only the bottleneck, an ablation)."),
+    consistency: bool = typer.Option(True, help="Trajectory consistency (off: only x_T -> x_eps, an ablation)."),
+    steps: int | None = typer.Option(None, help="Override the preset's number of steps."),
+    batch: int | None = typer.Option(None, help="Override the preset's global batch size."),
+    lr: float | None = typer.Option(None, help="Override the preset's learning rate."),
+    grid: int | None = typer.Option(None, help="Images per sample grid (0 = no grids)."),
+    threads: int = typer.Option(0, help="CPU threads per process (0 = torch default)."),
+    seed: int | None = typer.Option(None, help="Override the preset's seed."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+):
+    """Distil a teacher's trajectories into a Hierarchical Koopman Diffusion model."""
+    from dataclasses import replace
+
+    from ..errors import KoopscopeError
+    from ..hkd.loss import DISTANCES, HKDLossConfig
+    from ..hkd.model import ENCODER_TIMES, HKDConfig
+    from ..hkd.task import HKDTask
+    from ..train.loop import train
+    from ..train.presets import hkd_preset, teacher_preset
+    from ..trajectories import TrajectoryStore
+
+    p = hkd_preset(preset)
+    encoder_time = encoder_time or p.encoder_time
+    if encoder_time not in ENCODER_TIMES:
+        raise KoopscopeError(f"--encoder-time must be one of: {', '.join(ENCODER_TIMES)}")
+    if (distance or p.distance) not in DISTANCES:
+        raise KoopscopeError(f"--distance must be one of: {', '.join(DISTANCES)}")
+    overrides = {k: v for k, v in {"steps": steps, "batch": batch, "seed": seed, "grid": grid, "lr": lr}.items()
+                 if v is not None}
+    cfg = replace(p.train, threads=threads, **overrides)
+    unet = teacher_preset(p.teacher).unet
+    if teacher is not None:  # the student reuses the teacher's U-Net, whatever preset trained it
+        from ..diffusion.unet import UNetConfig
+        from ..io.checkpoint import read_meta
+
+        unet = UNetConfig.from_dict(read_meta(teacher)["config"]["unet"])
+    model_cfg = HKDConfig(unet, time=p.time, encoder_time=encoder_time,
+                          koopman=koopman, hierarchy=hierarchy)
+    loss_cfg = HKDLossConfig(distance=distance or p.distance, consistency=consistency,
+                             intermediate=p.intermediate if intermediate is None else intermediate)
+    task = HKDTask(model_cfg, loss_cfg, TrajectoryStore(trajectories), times or p.times,
+                   teacher=None if teacher is None else str(teacher))
+    path = train(task, cfg, out, resume=resume, preset=preset, progress=progress)
+    print(f"hkd: {path}")

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from .common import user_errors
-
-
-class Solver(str, Enum):
-    heun = "heun"
-    euler = "euler"
+from .common import Solver, user_errors
 
 
 @user_errors

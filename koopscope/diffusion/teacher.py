@@ -32,6 +32,9 @@ class TeacherTask:
         self.net = build_teacher(unet)
         self.edm_loss = EDMLoss()
 
+    def wrap(self, net: nn.Module) -> nn.Module:
+        return net
+
     def loss(self, net: nn.Module, batch_size: int, gen: torch.Generator, device):
         idx = torch.randint(len(self.dataset), (batch_size,), generator=gen)
         x = self.dataset.batch(idx, generator=gen).to(device)

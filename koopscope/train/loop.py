@@ -63,7 +63,8 @@ class Task(Protocol):
     kind: str
     net: nn.Module
 
-    def loss(self, net: nn.Module, batch_size: int, gen: torch.Generator, device) -> tuple[torch.Tensor, dict]: ...
+    def wrap(self, net: nn.Module) -> nn.Module: ...
+    def loss(self, model: nn.Module, batch_size: int, gen: torch.Generator, device) -> tuple[torch.Tensor, dict]: ...
     def config(self) -> dict: ...
     def data_provenance(self) -> dict: ...
     def save_samples(self, net: nn.Module, path: Path, count: int) -> None: ...
@@ -126,9 +127,9 @@ def train(task: Task, cfg: TrainConfig, out: str | Path, resume: bool = False, p
                                           "model": task.config(), "data": task.data_provenance(),
                                           "world_size": world})
 
-    model = net
+    model = task.wrap(net)  # what computes the loss; DDP wraps it so gradients are all-reduced
     if world > 1:
-        model = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     local_batch = cfg.batch // world
 
     def save(final: bool) -> None:

@@ -64,3 +64,36 @@ def teacher_preset(name: str) -> TeacherPreset:
     if name not in TEACHER_PRESETS:
         raise KoopscopeError(f"unknown preset '{name}'; choose one of: {', '.join(TEACHER_PRESETS)}")
     return TEACHER_PRESETS[name]
+
+
+@dataclass
+class HKDPreset:
+    teacher: str                 # the teacher preset whose network HKD reuses
+    train: TrainConfig
+    times: int = 4               # s: time points per trajectory (T plus s-1 grid times)
+    distance: str = "mse"
+    encoder_time: str = "sigma"  # "sigma" | "blind" (method.md 3b)
+    intermediate: float = 1.0    # weight of intermediate-state supervision (0 = paper objective)
+    time: str = "log"            # the generators' time variable
+
+
+HKD_PRESETS: dict[str, HKDPreset] = {
+    "smoke": HKDPreset(teacher="smoke", times=3,
+                       train=TrainConfig(steps=60, batch=16, lr=1e-3, warmup=10, ema_halflife=300, log_every=10,
+                                         ckpt_every=30, grid=16)),
+    "fashion": HKDPreset(teacher="fashion", times=4,
+                         train=TrainConfig(steps=3000, batch=64, lr=3e-4, warmup=100, ema_halflife=20_000,
+                                           log_every=20, ckpt_every=250, sample_every=500, grad_clip=1.0)),
+    "cifar10": HKDPreset(teacher="cifar10", times=4, distance="huber",
+                         train=TrainConfig(steps=200_000, batch=256, lr=1e-3, warmup=5000, ema_halflife=500_000,
+                                           ckpt_every=5000, sample_every=10_000, amp="bf16")),
+    "ffhq64": HKDPreset(teacher="ffhq64", times=4, distance="huber",
+                        train=TrainConfig(steps=200_000, batch=64, lr=1e-3, warmup=5000, ema_halflife=500_000,
+                                          ckpt_every=5000, sample_every=10_000, amp="bf16")),
+}
+
+
+def hkd_preset(name: str) -> HKDPreset:
+    if name not in HKD_PRESETS:
+        raise KoopscopeError(f"unknown preset '{name}'; choose one of: {', '.join(HKD_PRESETS)}")
+    return HKD_PRESETS[name]

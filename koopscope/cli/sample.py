@@ -1,0 +1,43 @@
+"""`koopscope sample`: images from a teacher or HKD checkpoint as a PNG grid and/or npz."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .common import Solver, user_errors
+
+
+@user_errors
+def sample(
+    ckpt: Path = typer.Argument(..., help="Teacher or HKD checkpoint (model.safetensors)."),
+    count: int = typer.Option(64, help="Number of images."),
+    seed: int = typer.Option(0, help="First seed; image i uses seed + i."),
+    out: Path = typer.Option(Path("samples.png"), help="Output: .png (grid) or .npz (uint8 images, seeds)."),
+    steps: int = typer.Option(None, help="Teacher only: grid points (Heun NFE = 2N - 1)."),
+    solver: Solver = typer.Option(Solver.heun, help="Teacher only: ODE solver."),
+    batch: int = typer.Option(256, help="Images per batch."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+):
+    """Draw COUNT samples (HKD: one network pass per image)."""
+    import numpy as np
+
+    from ..errors import KoopscopeError
+    from ..io.atomic import atomic_path
+    from ..io.images import save_grid
+    from ..sampling import sample_checkpoint
+
+    if count <= 0:
+        raise KoopscopeError("--count must be positive")
+    if out.suffix not in (".png", ".npz"):
+        raise KoopscopeError(f"--out must end in .png or .npz, got '{out.name}'")
+    seeds = range(seed, seed + count)
+    x, nfe = sample_checkpoint(ckpt, seeds, steps=steps, solver=solver.value, batch=batch, progress=progress)
+    if out.suffix == ".png":
+        save_grid(x, out)
+    else:
+        u8 = ((x + 1) * 127.5).round().clamp(0, 255).byte().numpy()
+        with atomic_path(out) as tmp, open(tmp, "wb") as f:
+            np.savez(f, images=u8, seeds=np.asarray(list(seeds)), nfe=nfe)
+    print(f"{count} samples ({nfe} NFE each) -> {out}")

@@ -1,0 +1,110 @@
+"""The HKD student: hierarchical encoder, per-level Koopman generators, uniform decoder.
+
+    z^(l)_t = E^(l)(x_t)                      encoder = the teacher U-Net's down path
+    z^(l)_s = exp((tau(s) - tau(t)) A^(l)) z^(l)_t   closed form, per level and pixel
+    x_s     = D({z^(l)_s}) / c_in(s)          decoder = the up path, one for all times
+
+The decoder predicts the sigma-normalised state c_in(s) x_s (unit scale at every noise
+level, c_in = 1/sqrt(s^2 + sigma_data^2)); decoding at eps gives the sample.
+
+Encoder conditioning (method.md 3b) is `encoder_time`:
+- "sigma": E sees the noise level as the teacher does (c_in scaling, noise embedding),
+  so its observables are g(x, t) of the time-augmented state.
+- "blind": E sees x alone. The same c_in scaling and embedding are fed with a noise level
+  estimated from x itself, sigma_hat(x) = sqrt(max(mean(x^2) - sigma_data^2, eps^2)),
+  so E is a function of x only: a proper Koopman observable of the state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ..diffusion.precond import SIGMA_DATA, SIGMA_MAX, SIGMA_MIN
+from ..diffusion.unet import DownPath, Embedding, UNet, UNetConfig, UpPath
+from .koopman import HierarchicalKoopman, delta_tau
+
+ENCODER_TIMES = ("sigma", "blind")
+
+
+@dataclass
+class HKDConfig:
+    unet: UNetConfig
+    time: str = "log"             # what the generators act on: "log" (ln sigma) or "sigma"
+    encoder_time: str = "sigma"   # "sigma" | "blind"
+    koopman: bool = True          # Koopman evolution on (off = identity for every level)
+    hierarchy: bool = True        # all levels evolve (off = only the bottleneck)
+    sigma_min: float = SIGMA_MIN
+    sigma_max: float = SIGMA_MAX
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["unet"] = self.unet.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> HKDConfig:
+        return cls(**{**d, "unet": UNetConfig.from_dict(d["unet"])})
+
+
+def c_in(sigma: Tensor) -> Tensor:
+    return 1 / (sigma**2 + SIGMA_DATA**2).sqrt()
+
+
+def sigma_hat(x: Tensor) -> Tensor:
+    """Noise level estimated from the image alone (per sample)."""
+    energy = x.double().flatten(1).pow(2).mean(1) - SIGMA_DATA**2
+    return energy.clamp_min(SIGMA_MIN**2).sqrt()
+
+
+class HKD(nn.Module):
+    def __init__(self, cfg: HKDConfig):
+        super().__init__()
+        self.cfg = cfg
+        u = cfg.unet
+        emb_dim = u.channels * u.emb_mult
+        self.embed = Embedding(u.channels, emb_dim)
+        self.encoder = DownPath(u, emb_dim)
+        self.decoder = UpPath(u, emb_dim)
+        shapes = u.level_shapes()
+        active = None if cfg.hierarchy else [False] * (len(shapes) - 1) + [True]
+        self.koopman = HierarchicalKoopman(shapes, time=cfg.time, active=active, enabled=cfg.koopman)
+
+    @property
+    def levels(self) -> int:
+        return len(self.koopman.levels)
+
+    def init_from_teacher(self, teacher_backbone: UNet) -> None:
+        """Copy the teacher's embedding, down path and up path (the paper's initialisation)."""
+        self.embed.load_state_dict(teacher_backbone.embed.state_dict())
+        self.encoder.load_state_dict(teacher_backbone.down.state_dict())
+        self.decoder.load_state_dict(teacher_backbone.up.state_dict())
+
+    def encode(self, x: Tensor, sigma: Tensor | float) -> list[Tensor]:
+        """Latents of every level (bottleneck last) for states x at noise level sigma."""
+        if self.cfg.encoder_time == "blind":
+            sigma = sigma_hat(x)
+        else:
+            sigma = torch.as_tensor(sigma, dtype=torch.float64, device=x.device).reshape(-1).expand(x.shape[0])
+        scale = c_in(sigma).reshape(-1, 1, 1, 1)
+        emb = self.embed((sigma.log() / 4).float())
+        return self.encoder((scale * x).float(), emb)
+
+    def evolve(self, zs: list[Tensor], sigma_from, sigma_to) -> list[Tensor]:
+        """exp((tau(to) - tau(from)) A) z per level; sigmas are floats or per-sample tensors."""
+        return self.koopman.propagate(zs, delta_tau(sigma_from, sigma_to, self.cfg.time).float())
+
+    def decode(self, zs: list[Tensor], sigma: Tensor | float | None = None) -> Tensor:
+        """The state the latents stand for; sigma=None returns the normalised state c_in x."""
+        out = self.decoder(zs, None)
+        if sigma is None:
+            return out
+        sigma = torch.as_tensor(sigma, dtype=torch.float64, device=out.device).reshape(-1, 1, 1, 1)
+        return (out.double() / c_in(sigma)).to(out.dtype)
+
+    def forward(self, x_t: Tensor, sigma_t, sigma_s=None) -> Tensor:
+        """Decode the state at sigma_s (default eps) predicted from x_t at sigma_t."""
+        sigma_s = self.cfg.sigma_min if sigma_s is None else sigma_s
+        return self.decode(self.evolve(self.encode(x_t, sigma_t), sigma_t, sigma_s), sigma_s)

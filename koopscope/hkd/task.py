@@ -1,0 +1,83 @@
+"""HKD as a training task for koopscope.train.loop, and loading a trained HKD model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError, KoopscopeError
+from ..io.checkpoint import load_checkpoint, prefixed, read_meta
+from ..io.images import save_grid
+from .loss import HKDLossConfig, hkd_loss
+from .model import HKD, HKDConfig
+from .sample import one_step
+
+KIND = "hkd"
+
+
+class Objective(nn.Module):
+    """The HKD loss as a module's forward, so DistributedDataParallel can wrap it."""
+
+    def __init__(self, hkd: HKD, cfg: HKDLossConfig):
+        super().__init__()
+        self.hkd, self.cfg = hkd, cfg
+
+    def forward(self, x, sigmas, x0, gen):
+        return hkd_loss(self.hkd, x, sigmas, x0, self.cfg, gen)
+
+
+class HKDTask:
+    kind = KIND
+
+    def __init__(self, cfg: HKDConfig, loss: HKDLossConfig, store, times: int, teacher: str | None = None):
+        if tuple(store.image_shape) != (cfg.unet.img_channels, cfg.unet.resolution, cfg.unet.resolution):
+            raise KoopscopeError(f"trajectory store holds images of shape {tuple(store.image_shape)}, the preset's "
+                                 f"network expects {(cfg.unet.img_channels, cfg.unet.resolution, cfg.unet.resolution)}")
+        self.model_cfg, self.loss_cfg, self.store, self.times = cfg, loss, store, times
+        self.teacher = teacher
+        self.net = HKD(cfg)
+        if teacher is not None:
+            from ..diffusion.teacher import load_teacher
+
+            tnet, _ = load_teacher(teacher)
+            if tnet.backbone.cfg != cfg.unet:
+                raise KoopscopeError("the teacher's network differs from the HKD network; HKD is initialised "
+                                     "from the teacher's U-Net, so build it from the teacher's config")
+            self.net.init_from_teacher(tnet.backbone)
+        self.sigmas = store.sigmas
+
+    def wrap(self, net: HKD) -> nn.Module:
+        return Objective(net, self.loss_cfg)
+
+    def loss(self, objective: nn.Module, batch_size: int, gen: torch.Generator, device):
+        b = self.store.sample(batch_size, self.times, gen)
+        return objective(b.x.to(device), self.sigmas[b.index].to(device), b.x0.to(device), gen)
+
+    def config(self) -> dict:
+        return {"model": self.model_cfg.to_dict(), "loss": vars(self.loss_cfg), "times": self.times,
+                "image_shape": list(self.store.image_shape), "teacher": self.teacher}
+
+    def data_provenance(self) -> dict:
+        m = self.store.manifest
+        return {"trajectories": str(self.store.path), "trajectory_count": len(self.store),
+                "teacher_sha256": m["teacher_sha256"], "grid_steps": m["steps"]}
+
+    def save_samples(self, net: nn.Module, path: Path, count: int) -> None:
+        save_grid(one_step(net, range(count)), path)
+
+
+def load_hkd(path: str | Path) -> tuple[HKD, dict]:
+    """EMA HKD model (eval mode) and the checkpoint metadata."""
+    meta = read_meta(path)
+    if meta["kind"] != KIND:
+        raise CheckpointError(f"{path} is a '{meta['kind']}' checkpoint; this needs an HKD checkpoint "
+                              "(train one with `koopscope train hkd`)")
+    tensors, meta = load_checkpoint(path, kind=KIND)
+    model = HKD(HKDConfig.from_dict(meta["config"]["model"]))
+    try:
+        model.load_state_dict(prefixed(tensors, "ema") or prefixed(tensors, "model"))
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not match the stored config ({str(e).splitlines()[0]})") from None
+    return model.eval().requires_grad_(False), meta
