@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from . import sample, train, trajectories
+from . import demo, sample, train, trajectories
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="koopscope: Hierarchical Koopman Diffusion — train, sample, and read the spectrum.")
 app.add_typer(train.app, name="train")
 app.command("trajectories")(trajectories.trajectories)
 app.command("sample")(sample.sample)
+app.command("demo")(demo.demo)
 
 
 @app.callback()
