@@ -88,10 +88,16 @@ def hkd(
     cfg = replace(p.train, threads=threads, **overrides)
     unet = teacher_preset(p.teacher).unet
     if teacher is not None:  # the student reuses the teacher's U-Net, whatever preset trained it
+        from ..diffusion.teacher import KIND
         from ..diffusion.unet import UNetConfig
+        from ..errors import CheckpointError
         from ..io.checkpoint import read_meta
 
-        unet = UNetConfig.from_dict(read_meta(teacher)["config"]["unet"])
+        meta = read_meta(teacher)
+        if meta["kind"] != KIND:
+            raise CheckpointError(f"--teacher {teacher} is a '{meta['kind']}' checkpoint; HKD is initialised "
+                                  "from a teacher checkpoint (`koopscope train teacher`)")
+        unet = UNetConfig.from_dict(meta["config"]["unet"])
     model_cfg = HKDConfig(unet, time=p.time, encoder_time=encoder_time,
                           koopman=koopman, hierarchy=hierarchy)
     loss_cfg = HKDLossConfig(distance=distance or p.distance, consistency=consistency,

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from ..diffusion.precond import SIGMA_DATA, SIGMA_MAX, SIGMA_MIN
-from ..diffusion.unet import DownPath, Embedding, UNet, UNetConfig, UpPath
+from ..diffusion.unet import DownPath, Embedding, ResBlock, UNet, UNetConfig, UpPath
 from .koopman import HierarchicalKoopman, delta_tau
 
 ENCODER_TIMES = ("sigma", "blind")
@@ -71,6 +71,13 @@ class HKD(nn.Module):
         shapes = u.level_shapes()
         active = None if cfg.hierarchy else [False] * (len(shapes) - 1) + [True]
         self.koopman = HierarchicalKoopman(shapes, time=cfg.time, active=active, enabled=cfg.koopman)
+        # Parameters the forward never uses are frozen (DistributedDataParallel needs a gradient for
+        # every trainable one): the uniform decoder's embedding affines, generators of static levels.
+        for block in self.decoder.modules():
+            if isinstance(block, ResBlock):
+                block.affine.requires_grad_(False)
+        for level in self.koopman.levels:
+            level.requires_grad_(level.enabled)
 
     @property
     def levels(self) -> int:
