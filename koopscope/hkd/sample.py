@@ -16,16 +16,17 @@ from .model import HKD
 def one_step(model: HKD, seeds: Sequence[int], batch: int = 256) -> Tensor:
     """x_eps = D(exp((eps - T) A) E(T n)) for one noise per seed: NFE = 1 per image.
 
-    The eps-from-T propagator is precomputed once (a constant per level and location).
+    Runs on the model's device and returns CPU float32. The eps-from-T propagator is precomputed
+    once (a constant per level and location).
     """
     cfg = model.cfg
     shape = (cfg.unet.img_channels, cfg.unet.resolution, cfg.unet.resolution)
     factors = model.koopman.precompute(delta_tau(cfg.sigma_max, cfg.sigma_min, cfg.time).float())
     seeds, out = list(seeds), []
     for i in range(0, len(seeds), batch):
-        x_T = seeded_noise(seeds[i:i + batch], shape) * cfg.sigma_max
+        x_T = seeded_noise(seeds[i:i + batch], shape, _device(model)) * cfg.sigma_max
         zs = model.koopman.apply_precomputed(model.encode(x_T, cfg.sigma_max), factors)
-        out.append(model.decode(zs, cfg.sigma_min).float())
+        out.append(model.decode(zs, cfg.sigma_min).float().cpu())
     return torch.cat(out) if out else torch.empty(0, *shape)
 
 
@@ -37,11 +38,15 @@ def latent_trajectory(model: HKD, seeds: Sequence[int], sigmas: Sequence[float])
     """
     cfg = model.cfg
     shape = (cfg.unet.img_channels, cfg.unet.resolution, cfg.unet.resolution)
-    x_T = seeded_noise(list(seeds), shape) * cfg.sigma_max
+    x_T = seeded_noise(list(seeds), shape, _device(model)) * cfg.sigma_max
     z_T = model.encode(x_T, cfg.sigma_max)
     latents, states = [], []
     for s in sigmas:
         zs = model.evolve(z_T, cfg.sigma_max, max(float(s), cfg.sigma_min))
         latents.append(zs)
-        states.append(model.decode(zs, max(float(s), cfg.sigma_min)).float())
+        states.append(model.decode(zs, max(float(s), cfg.sigma_min)).float().cpu())
     return latents, torch.stack(states)
+
+
+def _device(model: HKD) -> torch.device:
+    return next(model.parameters()).device
