@@ -1,0 +1,309 @@
+"""HKD student: switches, loss terms, teacher init, training, one-step sampling, resume, CLI, DDP,
+and the dynamics measurements of method.md 3b."""
+
+import json
+import math
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from koopscope.cli.main import app
+from koopscope.data import load_dataset
+from koopscope.diffusion.samplers import seeded_noise
+from koopscope.diffusion.teacher import TeacherTask, load_teacher
+from koopscope.errors import CheckpointError
+from koopscope.hkd.dynamics import dynamics_share, eigen_spread, latent_consistency, trajectory_fidelity
+from koopscope.hkd.loss import HKDLossConfig, hkd_loss
+from koopscope.hkd.model import HKDConfig, c_in
+from koopscope.hkd.sample import latent_trajectory, one_step
+from koopscope.hkd.task import HKDTask, load_hkd
+from koopscope.io.checkpoint import load_checkpoint
+from koopscope.sampling import sample_checkpoint
+from koopscope.train.loop import train
+from koopscope.train.presets import HKD_PRESETS, TEACHER_PRESETS
+from koopscope.trajectories import TrajectoryStore, generate
+
+UNET = TEACHER_PRESETS["smoke"].unet
+T, EPS = 80.0, 0.002
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    """A smoke teacher (60 steps) and a 64-trajectory store of it."""
+    root = tmp_path_factory.mktemp("chain")
+    p = TEACHER_PRESETS["smoke"]
+    data = load_dataset(p.dataset, size=p.resolution, limit=p.data_limit)
+    teacher = train(TeacherTask(p.unet, data, p.sampler_steps), replace(p.train, threads=1, grid=0),
+                    root / "teacher", preset="smoke", progress=False)
+    generate(teacher, root / "store", 64, progress=False)
+    return teacher, TrajectoryStore(root / "store")
+
+
+def _task(chain, **model):
+    p = HKD_PRESETS["smoke"]
+    cfg = HKDConfig(UNET, time=p.time, **{"encoder_time": p.encoder_time, **model})
+    return HKDTask(cfg, HKDLossConfig(distance=p.distance, intermediate=p.intermediate), chain[1], p.times,
+                   teacher=str(chain[0]))
+
+
+def _train(chain, out, steps, resume=False, **cfg):
+    p = HKD_PRESETS["smoke"]
+    torch.manual_seed(321)  # the loop seeds itself
+    return train(_task(chain), replace(p.train, steps=steps, threads=1, **cfg), out, resume=resume, preset="smoke",
+                 progress=False)
+
+
+@pytest.fixture(scope="module")
+def trained(chain, tmp_path_factory):
+    """150 smoke HKD steps; returns the run folder."""
+    out = tmp_path_factory.mktemp("hkd") / "run"
+    _train(chain, out, 150, grid=0)
+    return out
+
+
+def _model(chain, seed=None, **cfg):
+    model = _task(chain, **cfg).net.eval()
+    if seed is not None:
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for level in model.koopman.levels:
+                level.alpha.copy_(torch.randn(level.alpha.shape, generator=g) * 0.2)
+                level.beta.copy_(torch.randn(level.beta.shape, generator=g) * 0.2)
+    return model
+
+
+def _latents(model, store, k=0, n=4):
+    x = torch.stack([store[i][k] for i in range(n)])
+    return model.encode(x, float(store.sigmas[k]))
+
+
+def _batch(store, times=3, seed=0):
+    b = store.sample(4, times, torch.Generator().manual_seed(seed))
+    return b.x, store.sigmas[b.index], b.x0
+
+
+# ---- switches and loss terms ---------------------------------------------------------------------------------
+
+@torch.no_grad()
+def test_generators_start_at_identity_and_koopman_off_is_identity(chain):
+    model = _model(chain)
+    zs = _latents(model, chain[1])
+    assert all(torch.equal(a, b) for a, b in zip(model.evolve(zs, T, EPS), zs))
+    off = _model(chain, seed=1, koopman=False)
+    assert any(level.alpha.abs().sum() > 0 for level in off.koopman.levels)
+    zs = _latents(off, chain[1])
+    assert all(torch.equal(a, b) for a, b in zip(off.evolve(zs, T, EPS), zs))
+
+
+@torch.no_grad()
+def test_hierarchy_off_evolves_only_the_bottleneck(chain):
+    model = _model(chain, seed=2, hierarchy=False)
+    zs = _latents(model, chain[1])
+    out = model.evolve(zs, T, EPS)
+    assert all(torch.equal(a, b) for a, b in zip(out[:-1], zs[:-1]))
+    assert (out[-1] - zs[-1]).abs().max() > 1e-3
+
+
+def test_consistency_off_uses_only_the_x_T_column(chain):
+    model = _model(chain, seed=3)
+    x, sigmas, x0 = _batch(chain[1])
+    bumped = x.clone()
+    bumped[:, 1:] += 0.5
+    for consistency in (False, True):
+        cfg = HKDLossConfig(consistency=consistency, intermediate=0.0)
+        with torch.no_grad():
+            loss, terms = hkd_loss(model, x, sigmas, x0, cfg, torch.Generator().manual_seed(0))
+            loss2, _ = hkd_loss(model, bumped, sigmas, x0, cfg, torch.Generator().manual_seed(0))
+        assert ("tc" in terms) is consistency and "rec" in terms
+        assert torch.equal(loss, loss2) is not consistency
+
+
+@torch.no_grad()
+def test_intermediate_term(chain):
+    model = _model(chain, seed=4)
+    batch = _batch(chain[1], times=4)
+    _, terms = hkd_loss(model, *batch, HKDLossConfig(intermediate=0.0), torch.Generator().manual_seed(0))
+    assert set(terms) == {"rec", "tc"}
+    loss, terms = hkd_loss(model, *batch, HKDLossConfig(intermediate=0.5), torch.Generator().manual_seed(0))
+    assert set(terms) == {"rec", "tc", "mid"} and terms["mid"] > 0
+    torch.testing.assert_close(loss, terms["rec"] + terms["tc"] + 0.5 * terms["mid"])
+
+
+@torch.no_grad()
+def test_blind_encoder_ignores_the_sigma_it_is_given(chain):
+    x = torch.stack([chain[1][i][2] for i in range(3)])
+    for kind, same in (("blind", True), ("sigma", False)):
+        model = _model(chain, encoder_time=kind)
+        a, b = model.encode(x, 5.0), model.encode(x, 0.5)
+        assert all(torch.equal(u, v) for u, v in zip(a, b)) is same, kind
+
+
+def test_init_from_teacher_copies_the_weights(chain):
+    backbone = load_teacher(chain[0])[0].backbone
+    model = _model(chain)
+    for mine, theirs in ((model.embed, backbone.embed), (model.encoder, backbone.down), (model.decoder, backbone.up)):
+        a, b = mine.state_dict(), theirs.state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert sum(p.abs().sum() for p in model.decoder.parameters()) > 0   # not the zero-initialised output
+
+
+# ---- training ----------------------------------------------------------------------------------------------------
+
+def test_smoke_training_lowers_the_loss(trained):
+    log = [json.loads(line) for line in (trained / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == 150 and {"rec", "tc", "mid"} <= set(log[0])
+    early, late = np.mean([r["rec"] for r in log[:3]]), np.mean([r["rec"] for r in log[-3:]])
+    assert late < 0.6 * early, (early, late)
+    opts = json.loads((trained / "options.json").read_text())
+    assert opts["kind"] == "hkd" and opts["data"]["trajectory_count"] == 64
+
+
+def test_resume_is_bit_for_bit(chain, tmp_path):
+    _train(chain, tmp_path / "full", 20, ckpt_every=10, grid=0)
+    _train(chain, tmp_path / "split", 10, ckpt_every=10, grid=0)
+    _train(chain, tmp_path / "split", 20, resume=True, ckpt_every=10, grid=0)
+    a, _ = load_checkpoint(tmp_path / "full" / "checkpoint.safetensors")
+    b, _ = load_checkpoint(tmp_path / "split" / "checkpoint.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_two_process_ddp_training(chain, tmp_path):
+    out = tmp_path / "ddp"
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                        "-m", "koopscope.cli.main", "train", "hkd", "--trajectories", str(chain[1].path),
+                        "--teacher", str(chain[0]), "--steps", "4", "--grid", "0", "--threads", "1",
+                        "--out", str(out), "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    _, meta = load_checkpoint(out / "checkpoint.safetensors")
+    assert meta["state"]["world_size"] == 2 and meta["state"]["step"] == 4
+    assert json.loads((out / "options.json").read_text())["world_size"] == 2
+
+
+# ---- one-step sampling ---------------------------------------------------------------------------------------------
+
+def test_one_step_is_one_network_pass(chain, trained):
+    model = _model(chain, seed=5)
+    calls = {"encoder": 0, "decoder": 0}
+    hooks = [getattr(model, name).register_forward_hook(lambda *_, n=name: calls.__setitem__(n, calls[n] + 1))
+             for name in calls]
+    one_step(model, range(6), batch=6)
+    assert calls == {"encoder": 1, "decoder": 1}
+    one_step(model, range(6), batch=2)
+    assert calls == {"encoder": 4, "decoder": 4}   # once per batch
+    for h in hooks:
+        h.remove()
+    x, nfe = sample_checkpoint(trained / "model.safetensors", range(4))
+    assert nfe == 1 and x.shape == (4, 1, 16, 16)
+
+
+def test_samples_do_not_depend_on_the_batch(chain):
+    model = _model(chain, seed=6)
+    a, b = one_step(model, range(8), batch=2), one_step(model, range(8), batch=8)
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    torch.testing.assert_close(one_step(model, [5, 6]), a[5:7], rtol=0, atol=1e-5)
+
+
+@torch.no_grad()
+def test_latent_trajectory_is_the_closed_form_path(chain):
+    model = _model(chain, seed=7)
+    seeds, sigmas = [3, 4], [T, 5.0, 0.5, EPS]
+    latents, states = latent_trajectory(model, seeds, sigmas)
+    z_T = model.encode(seeded_noise(seeds, (1, 16, 16)) * T, T)
+    assert all(torch.equal(a, b) for a, b in zip(latents[0], z_T))
+    assert torch.equal(states[-1], one_step(model, seeds))
+    for a, b in zip(latents[-1], model.evolve(z_T, T, EPS)):
+        torch.testing.assert_close(a, b)
+    for a, b in zip(model.evolve(latents[1], 5.0, EPS), latents[-1]):   # T -> t -> eps == T -> eps
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    assert states.shape == (4, 2, 1, 16, 16)
+
+
+# ---- checkpoints and CLI --------------------------------------------------------------------------------------------
+
+def test_load_hkd_refuses_a_teacher_checkpoint(chain, trained):
+    with pytest.raises(CheckpointError, match="'teacher' checkpoint; this needs an HKD checkpoint"):
+        load_hkd(chain[0])
+    model, meta = load_hkd(trained / "model.safetensors")
+    assert meta["kind"] == "hkd" and not any(p.requires_grad for p in model.parameters())
+
+
+def test_sample_cli(trained, tmp_path):
+    runner, ckpt = CliRunner(), str(trained / "model.safetensors")
+    r = runner.invoke(app, ["sample", ckpt, "--count", "5", "--seed", "10", "--out", str(tmp_path / "s.npz"),
+                            "--no-progress"])
+    assert r.exit_code == 0 and "1 NFE" in r.stdout, r.output
+    npz = np.load(tmp_path / "s.npz")
+    assert npz["images"].dtype == np.uint8 and npz["images"].shape == (5, 1, 16, 16)
+    assert npz["seeds"].tolist() == list(range(10, 15)) and int(npz["nfe"]) == 1
+    r = runner.invoke(app, ["sample", ckpt, "--count", "4", "--out", str(tmp_path / "s.png"), "--no-progress"])
+    assert r.exit_code == 0 and Image.open(tmp_path / "s.png").size[0] > 16
+    for bad, msg in ((["--count", "0"], "--count"), (["--out", str(tmp_path / "s.jpg")], ".png or .npz")):
+        r = runner.invoke(app, ["sample", ckpt, *bad])
+        assert r.exit_code == 2 and msg in r.stderr and r.stderr.strip().count("\n") == 0, r.output
+
+
+def test_train_hkd_cli_refuses_mismatches(chain, trained, tmp_path):
+    runner = CliRunner()
+    base = ["train", "hkd", "--trajectories", str(chain[1].path), "--steps", "1", "--no-progress"]
+    cases = [(["--preset", "fashion", "--out", str(tmp_path / "a")], "(1, 16, 16)"),   # 32x32 network
+             (["--teacher", str(trained / "model.safetensors"), "--out", str(tmp_path / "b")], "'hkd' checkpoint"),
+             (["--encoder-time", "clock", "--out", str(tmp_path / "c")], "--encoder-time")]
+    for args, msg in cases:
+        r = runner.invoke(app, [*base, *args])
+        assert r.exit_code == 2 and msg in r.stderr and r.stderr.strip().count("\n") == 0, r.output
+    assert not (tmp_path / "a" / "checkpoint.safetensors").exists()
+
+
+# ---- dynamics measurements (method.md 3b) --------------------------------------------------------------------
+
+def test_dynamics_measures_at_a_zero_generator(chain):
+    model, store = _model(chain), chain[1]
+    share = dynamics_share(model, store, count=8)
+    assert share["overall"]["share"] == 0 and share["overall"]["explained"] == 0
+    assert share["change"] == 0 and share["rmse"] == share["ablated_rmse"] > 0
+    spread = eigen_spread(model)
+    assert all(v["std"] == v["max"] == v["frac_above"] == 0 for v in [*spread["levels"], spread["overall"]])
+    lc = latent_consistency(model, store, count=8)
+    assert lc["overall"]["error"] == lc["overall"]["static"] > 0
+    assert len(lc["pairs"]) == math.comb(len(store.sigmas) - 1, 2)
+
+
+def test_dynamics_measures_with_nonzero_generators(chain):
+    store = chain[1]
+    model = _model(chain, seed=8)
+    share = dynamics_share(model, store, count=8)
+    assert all(0 < v["share"] < 1 for v in [*share["levels"], share["overall"]])
+    assert share["change"] > 0
+    spread = eigen_spread(model)
+    assert all(v["std"] > 0 and v["frac_above"] > 0.5 for v in spread["levels"])
+    alphas = torch.cat([g.alpha.detach().abs().flatten() for g in model.koopman.levels])
+    assert spread["overall"]["max"] == pytest.approx(float(alphas.max()))
+    lc = latent_consistency(model, store, count=8)
+    assert lc["overall"]["error"] != lc["overall"]["static"]
+    off = _model(chain, seed=8, hierarchy=False)   # static levels count as |Re| = 0
+    spread = eigen_spread(off)
+    assert all(v["max"] == 0 for v in spread["levels"][:-1]) and spread["levels"][-1]["max"] > 0
+    assert dynamics_share(off, store, count=8)["levels"][0]["share"] == 0
+
+
+@torch.no_grad()
+def test_trajectory_fidelity_matches_a_direct_computation(chain):
+    model, store = _model(chain, seed=9), chain[1]
+    fid = trajectory_fidelity(model, store, count=6, batch=4)
+    grid = store.sigmas[:-1]
+    assert fid["sigmas"] == grid.tolist() and len(fid["rmse"]) == len(grid)
+    x = torch.stack([store[i] for i in range(6)])
+    z_T = model.encode(x[:, 0], T)
+    for k in (0, len(grid) - 1):
+        s = float(grid[k])
+        ref = c_in(grid[k]) * x[:, k].double()
+        direct = (model.decode(model.evolve(z_T, T, s)).double() - ref).pow(2).mean().sqrt()
+        assert fid["rmse"][k] == pytest.approx(float(direct), rel=1e-5)
