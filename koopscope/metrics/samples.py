@@ -180,9 +180,10 @@ def _bar(enabled: bool, total: int):
     if not enabled:
         yield lambda k: None
         return
+    from rich.console import Console
     from rich.progress import Progress
 
-    with Progress(transient=True) as bar:
+    with Progress(console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task(f"sampling + Inception features ({total} images)", total=total)
         yield lambda k: bar.advance(task, k)
 
