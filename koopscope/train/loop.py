@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from ..errors import KoopscopeError
-from ..io.atomic import write_json
+from ..io.atomic import atomic_path, write_json
 from ..io.checkpoint import (
     load_checkpoint,
     optimizer_tensors,
@@ -121,6 +121,8 @@ def train(task: Task, cfg: TrainConfig, out: str | Path, resume: bool = False, p
         torch.set_rng_state(rng[f"rank{rank}.torch"])
         gen.set_state(rng[f"rank{rank}.gen"])
         step = meta["state"]["step"]
+        if rank == 0:
+            _truncate_log(out / "log.jsonl", step)
     elif rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "options.json", {"kind": task.kind, "preset": preset, "train": asdict(cfg),
@@ -189,6 +191,14 @@ def train(task: Task, cfg: TrainConfig, out: str | Path, resume: bool = False, p
         D.barrier()
         D.shutdown()
     return model_path
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log lines past the checkpoint a resumed run restarts from (they will be redone)."""
+    if path.exists():
+        keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        with atomic_path(path) as tmp:
+            tmp.write_text("".join(line + "\n" for line in keep))
 
 
 class _progress:

@@ -39,7 +39,7 @@ TEACHER_PRESETS: dict[str, TeacherPreset] = {
         dataset="fashion", resolution=32,
         unet=UNetConfig(img_channels=1, resolution=32, channels=32, channel_mult=(1, 2, 2, 2), blocks=1,
                         attn_resolutions=(8,)),
-        train=TrainConfig(steps=4000, batch=128, lr=1e-3, warmup=200, ema_halflife=40_000, log_every=20,
+        train=TrainConfig(steps=3000, batch=128, lr=1e-3, warmup=200, ema_halflife=40_000, log_every=20,
                           ckpt_every=250, sample_every=1000, grad_clip=1.0),
     ),
     "cifar10": TeacherPreset(

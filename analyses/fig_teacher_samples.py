@@ -1,0 +1,52 @@
+"""Teacher sample grids at 35 NFE (Heun 18), 15 NFE (Heun 8) and 10 NFE (Euler 10), same seeds.
+
+    python analyses/fig_teacher_samples.py runs/teacher-fashion/model.safetensors
+writes figures/teacher_samples.png and .pdf.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from koopscope.sampling import sample_checkpoint  # noqa: E402
+
+SETTINGS = [("Heun, 18 steps", 18, "heun"), ("Heun, 8 steps", 8, "heun"), ("Euler, 10 steps", 10, "euler")]
+
+
+def grid(x: torch.Tensor, nrow: int) -> torch.Tensor:
+    n, c, h, w = x.shape
+    x = x[: (n // nrow) * nrow].reshape(n // nrow, nrow, c, h, w).permute(2, 0, 3, 1, 4)
+    return x.reshape(c, (n // nrow) * h, nrow * w)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("teacher", type=Path)
+    ap.add_argument("--count", type=int, default=64)
+    ap.add_argument("--out", type=Path, default=Path("figures/teacher_samples"))
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    fig, axes = plt.subplots(1, len(SETTINGS), figsize=(4 * len(SETTINGS), 4.3))
+    for ax, (label, steps, solver) in zip(axes, SETTINGS):
+        x, nfe = sample_checkpoint(args.teacher, range(args.count), steps=steps, solver=solver)
+        g = grid((x + 1) / 2, int(args.count**0.5))
+        ax.imshow(g[0].numpy() if g.shape[0] == 1 else g.permute(1, 2, 0).numpy(), cmap="gray", vmin=0, vmax=1)
+        ax.set_title(f"{label} ({nfe} NFE)")
+        ax.axis("off")
+    fig.suptitle(f"EDM teacher samples, seeds 0..{args.count - 1}")
+    fig.tight_layout()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    for ext in ("png", "pdf"):
+        fig.savefig(args.out.with_suffix(f".{ext}"), dpi=150)
+    print(f"wrote {args.out}.png/.pdf")
+
+
+if __name__ == "__main__":
+    main()
