@@ -1,0 +1,166 @@
+"""`koopscope spectrum` and `koopscope modes`: the generators' spectrum and per-band reconstructions."""
+
+from __future__ import annotations
+
+import math
+import sys
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from .common import user_errors
+
+
+class Method(str, Enum):
+    rank = "rank"
+    quantile = "quantile"
+
+
+def _checkpoint(ckpt: Path | None) -> Path:
+    """The given checkpoint, or the shipped default (its note goes to stderr)."""
+    if ckpt is not None:
+        return ckpt
+    from ..models import default_checkpoint
+
+    path, note = default_checkpoint()
+    print(f"using the {note}: {path}", file=sys.stderr)
+    return path
+
+
+def _check_bands(bands: int) -> None:
+    from ..errors import KoopscopeError
+
+    if bands < 1:
+        raise KoopscopeError(f"--bands must be at least 1, got {bands}")
+
+
+def _tables(ds) -> list:
+    from rich import box
+    from rich.table import Table
+
+    from ..spectral import summary
+
+    a = ds.attrs
+
+    def table(title, *cols):
+        t = Table(*cols, title=title, box=box.SIMPLE_HEAD, title_justify="left")
+        for c in t.columns:
+            c.justify = "right"
+        return t
+
+    levels = table(f"{a['time_convention']}; sigma {a['sigma_max']:g} -> {a['sigma_min']:g} (dtau {a['dtau']:.3g})",
+                   "level", "d x h x w", "modes", "|Re| range", "Im range", "growth T->eps")
+    bands = table(f"{a['bands']} bands by {a['band_method']}", "level", "band", "modes", "|Re| range", "cut below")
+    modes = table("most persistent (smallest |Re|) and fastest modes; growth = |exp(lambda dtau)|",
+                  "level", "mode", "lambda", "y, x, block", "half-life", "growth")
+    for r in summary(ds):
+        lvl = str(r["level"]) + ("" if r["active"] else " (off)")
+        levels.add_row(lvl, f"{r['dim']}x{r['height']}x{r['width']}", str(r["modes"]), _range(r["decay_rate"]),
+                       _range(r["frequency"]), _range(r["growth"]))
+        for (name, b), cut in zip(r["bands"].items(), [math.nan, *r["thresholds"]]):
+            bands.add_row(lvl, name, str(b["modes"]), _range(b["decay_rate"]), "" if math.isnan(cut) else f"{cut:.3g}")
+        for which, label in (("most_persistent", "persistent"), ("fastest", "fastest")):
+            m = r[which]
+            modes.add_row(lvl, label, f"{m['re']:.3g}{m['im']:+.3g}i", f"{m['y']}, {m['x']}, {m['block']}",
+                          f"{m['half_life']:.3g}", f"{m['growth']:.3g}")
+    return [levels, bands, modes]
+
+
+def _range(pair) -> str:
+    return f"{pair[0]:.3g}–{pair[1]:.3g}"
+
+
+def _json_safe(obj):
+    """NaN and infinities as null, so the output is strict JSON."""
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+@user_errors
+def spectrum(
+    ckpt: Path = typer.Argument(None, help="HKD checkpoint (default: the model shipped in the package)."),
+    out: Path = typer.Option(None, help="Write the spectrum Dataset to this .nc file."),
+    plot: Path = typer.Option(None, help="Write a complex-plane / |Re| histogram figure (.png, a .pdf beside)."),
+    json_: bool = typer.Option(False, "--json", help="Print the per-level summary as JSON instead of tables."),
+    bands: int = typer.Option(3, help="Bands per level (low/mid/high for 3, else band0..)."),
+    method: Method = typer.Option(Method.rank, help="rank: by rank within each location; quantile: by |Re| "
+                                                    "quantiles across the level."),
+):
+    """Eigenvalues of every Koopman generator, sorted by |Re| and split into bands."""
+    import json
+
+    from ..errors import KoopscopeError
+    from ..spectral import save_spectrum, summary
+    from ..spectral import spectrum as compute
+
+    _check_bands(bands)
+    for path, suffix in ((out, ".nc"), (plot, ".png")):
+        if path is not None and path.suffix != suffix:
+            raise KoopscopeError(f"'{path}' must end in {suffix}")
+    ds = compute(_checkpoint(ckpt), bands=bands, method=method.value)
+    wrote = []
+    if out is not None:
+        wrote.append(save_spectrum(ds, out))
+    if plot is not None:
+        from ..spectral.plots import plot_spectrum, save_figure
+
+        wrote += save_figure(plot_spectrum(ds), plot)
+    if json_:
+        attrs = {k: v.item() if hasattr(v, "item") else v for k, v in ds.attrs.items()}
+        print(json.dumps(_json_safe({"attrs": attrs, "levels": summary(ds)}), indent=2, allow_nan=False))
+    else:
+        from rich.console import Console
+
+        console = Console()
+        for table in _tables(ds):
+            console.print(table)
+    for path in wrote:
+        print(f"wrote {path}", file=sys.stderr if json_ else sys.stdout)
+
+
+@user_errors
+def modes(
+    band: str = typer.Option("all", help="low | mid | high | all (band0.. when --bands is not 3)."),
+    ckpt: Path = typer.Option(None, help="HKD checkpoint (default: the model shipped in the package)."),
+    level: int = typer.Option(None, help="Mask modes in this level only (others kept whole); default all levels."),
+    times: int = typer.Option(6, help="Karras grid times from T to eps (columns)."),
+    count: int = typer.Option(4, help="Samples (seeds SEED .. SEED+COUNT-1)."),
+    seed: int = typer.Option(0, help="First seed."),
+    cumulative: bool = typer.Option(False, help="Accumulate bands from low up to each band instead of isolating."),
+    out: Path = typer.Option(Path("modes"), help="Folder for the grid PNG and the .nc."),
+    bands: int = typer.Option(3, help="Bands per level."),
+    method: Method = typer.Option(Method.rank, help="Band method (see `koopscope spectrum`)."),
+):
+    """Decode the Koopman trajectory from one spectral band (or all bands) at several times."""
+    from ..diffusion.samplers import karras_sigmas
+    from ..errors import KoopscopeError
+    from ..hkd.task import load_hkd
+    from ..spectral import band_names, band_reconstructions, save_spectrum
+    from ..spectral.plots import plot_band_grid, save_figure
+    from ..spectral.spectrum import checkpoint_attrs
+
+    _check_bands(bands)
+    names = band_names(bands)
+    if band != "all" and band not in names:
+        raise KoopscopeError(f"unknown band '{band}'; choose one of: {', '.join(names)}, all")
+    if times < 1 or count < 1:
+        raise KoopscopeError("--times and --count must be positive")
+    ckpt = _checkpoint(ckpt)
+    model, _ = load_hkd(ckpt)
+    if level is not None and not 0 <= level < model.levels:
+        raise KoopscopeError(f"level {level} does not exist; this model has levels 0..{model.levels - 1}")
+    sigmas = karras_sigmas(times, model.cfg.sigma_min, model.cfg.sigma_max, final_zero=False).tolist()
+    ds = band_reconstructions(model, range(seed, seed + count), sigmas, bands=bands, method=method.value,
+                              keep=None if band == "all" else [band], level=level, cumulative=cumulative,
+                              attrs=checkpoint_attrs(ckpt))
+    stem = out / (f"modes_{band}_{ds.attrs['mode']}" + ("" if level is None else f"_level{level}"))
+    png = save_figure(plot_band_grid(ds), stem.with_suffix(".png"), pdf=False)[0]
+    nc = save_spectrum(ds, stem.with_suffix(".nc"))
+    print(f"{ds.attrs['mode']} band reconstructions ({', '.join(ds.band.values)}; {times} times, {count} samples)")
+    print(f"wrote {png}\nwrote {nc}")

@@ -1,0 +1,91 @@
+"""Plot helpers: free functions of the analysed Datasets, returning matplotlib Figures.
+
+matplotlib is imported inside the functions (Agg backend), so importing koopscope.spectral
+stays light.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from ..diffusion.precond import SIGMA_DATA
+from ..io.atomic import atomic_path
+from .spectrum import level_view
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: str | Path, pdf: bool = True) -> list[Path]:
+    """Write ``fig`` to ``path`` (.png) and, with ``pdf``, a .pdf beside it; close it."""
+    paths = [Path(path)] + ([Path(path).with_suffix(".pdf")] if pdf else [])
+    for p in paths:
+        with atomic_path(p) as tmp:
+            fig.savefig(tmp, format=p.suffix[1:], dpi=150, bbox_inches="tight")
+    _pyplot().close(fig)
+    return paths
+
+
+def plot_spectrum(ds: xr.Dataset):
+    """Per level: eigenvalues in the complex plane and a |Re| histogram, coloured by band."""
+    plt = _pyplot()
+    levels = ds.level.values
+    fig, axes = plt.subplots(2, len(levels), figsize=(3.4 * len(levels), 6.4), squeeze=False)
+    colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, ds.sizes["band"]))
+    for col, level in enumerate(levels):
+        lv = level_view(ds, int(level))
+        band, rate = lv.band_index.values.ravel(), lv.decay_rate.values.ravel()
+        lam = lv.eigenvalue.values.ravel()
+        top, bottom = axes[0, col], axes[1, col]
+        groups = [(name, colours[b], band == b) for b, name in enumerate(ds.band.values)]
+        for name, c, sel in groups:
+            top.scatter(lam.real[sel], lam.imag[sel], s=3, color=c, label=str(name), rasterized=True, linewidths=0)
+        top.axvline(0, color="grey", lw=0.5)
+        top.set(title=f"level {level}: {int(lv['dim'])}x{int(lv.height)}x{int(lv.width)}", xlabel="Re",
+                ylabel="Im")
+        bins = np.histogram_bin_edges(rate, bins=40)
+        bottom.hist([rate[sel] for *_, sel in groups], bins=bins, stacked=True, color=[c for _, c, _ in groups])
+        for t in lv.threshold.values[np.isfinite(lv.threshold.values)]:
+            bottom.axvline(t, color="k", ls="--", lw=0.8)
+        bottom.set(xlabel="|Re| (decay rate, 1/tau)", ylabel="modes")
+    axes[0, 0].legend(title=f"bands ({ds.attrs['band_method']})", fontsize=7, markerscale=3)
+    fig.suptitle(f"Koopman spectrum — {ds.attrs['time_convention']}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_band_grid(ds: xr.Dataset, samples: int | None = None):
+    """Paper Figure 2 grid: bands as rows (one sub-row per sample), times as columns.
+
+    Each state is shown as x sigma_data / sqrt(sigma^2 + sigma_data^2) in [-1, 1]: the image
+    itself near eps, unit-scale noise near T.
+    """
+    plt = _pyplot()
+    img = ds.image.isel(sample=slice(0, samples)).values  # (band, time, sample, C, H, W)
+    nb, nt, ns, c, h, w = img.shape
+    scale = SIGMA_DATA / np.sqrt(ds.sigma.values ** 2 + SIGMA_DATA ** 2)
+    img = np.clip(img * scale[None, :, None, None, None, None], -1, 1)
+    pad = 1
+    mosaic = np.ones((nb * ns * (h + pad) - pad, nt * (w + pad) - pad, c))
+    for b, t, s in np.ndindex(nb, nt, ns):
+        y, x = (b * ns + s) * (h + pad), t * (w + pad)
+        mosaic[y:y + h, x:x + w] = (img[b, t, s].transpose(1, 2, 0) + 1) / 2
+    fig, ax = plt.subplots(figsize=(0.9 + 0.55 * nt * w / 16, 0.4 + 0.55 * nb * ns * h / 16))
+    ax.imshow(mosaic[..., 0] if c == 1 else mosaic, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([t * (w + pad) + w / 2 for t in range(nt)], [f"{s:.3g}" for s in ds.sigma.values], fontsize=7)
+    ax.set_yticks([(b * ns + ns / 2) * (h + pad) for b in range(nb)], [str(b) for b in ds.band.values])
+    ax.set_xlabel("sigma")
+    for b in range(1, nb):
+        ax.axhline(b * ns * (h + pad) - pad / 2 - 0.5, color="red", lw=0.8)
+    ax.set_title(f"{ds.attrs['mode']} bands (levels masked: {ds.attrs['masked_levels']})", fontsize=9)
+    fig.tight_layout()
+    return fig
