@@ -8,6 +8,13 @@ import typer
 
 from .common import user_errors
 
+
+def _rank0() -> bool:
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
 app = typer.Typer(no_args_is_help=True, help="Train the EDM teacher or the HKD student (torchrun-ready).")
 
 
@@ -39,7 +46,8 @@ def teacher(
     data = load_dataset(p.dataset, root=data_root, size=p.resolution, flip=p.flip, limit=p.data_limit)
     task = TeacherTask(p.unet, data, p.sampler_steps)
     path = train(task, cfg, out, resume=resume, preset=preset, progress=progress)
-    print(f"teacher: {path}")
+    if _rank0():
+        print(f"teacher: {path}")
 
 
 @app.command("hkd")
@@ -105,4 +113,5 @@ def hkd(
     task = HKDTask(model_cfg, loss_cfg, TrajectoryStore(trajectories), times or p.times,
                    teacher=None if teacher is None else str(teacher))
     path = train(task, cfg, out, resume=resume, preset=preset, progress=progress)
-    print(f"hkd: {path}")
+    if _rank0():
+        print(f"hkd: {path}")

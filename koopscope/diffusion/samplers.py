@@ -78,8 +78,11 @@ SAMPLERS = {"heun": heun, "euler": euler}
 
 def sample(denoiser, seeds, shape, steps: int = 18, solver: str = "heun", sigma_max: float = SIGMA_MAX,
            sigma_min: float = SIGMA_MIN, rho: float = 7.0, callback: Callback = None):
-    """Draw one sample per seed: x_T = sigma_max * n, then integrate to 0. Returns (x, nfe)."""
+    """Draw one sample per seed: x_T = sigma_max * n, then integrate to 0. Returns (x, nfe).
+
+    The noise is drawn on the CPU (same numbers everywhere) and moved to the denoiser's device."""
     sigmas = karras_sigmas(steps, sigma_min, sigma_max, rho)
-    x = seeded_noise(seeds, shape) * sigma_max
+    params = next(denoiser.parameters(), None) if isinstance(denoiser, torch.nn.Module) else None
+    x = seeded_noise(seeds, shape, device=params.device if params is not None else "cpu") * sigma_max
     with torch.no_grad():
         return SAMPLERS[solver](denoiser, x, sigmas, callback)
