@@ -31,8 +31,8 @@ TEACHER_PRESETS: dict[str, TeacherPreset] = {
         dataset="fashion", resolution=16, data_limit=2048,
         unet=UNetConfig(img_channels=1, resolution=16, channels=8, channel_mult=(1, 2), blocks=1,
                         attn_resolutions=()),
-        train=TrainConfig(steps=60, batch=32, lr=2e-3, warmup=10, ema_halflife=500, log_every=10,
-                          ckpt_every=30),
+        train=TrainConfig(steps=300, batch=32, lr=2e-3, warmup=10, ema_halflife=1000, log_every=10,
+                          ckpt_every=100),
         sampler_steps=6,
     ),
     "fashion": TeacherPreset(
@@ -79,8 +79,8 @@ class HKDPreset:
 
 HKD_PRESETS: dict[str, HKDPreset] = {
     "smoke": HKDPreset(teacher="smoke", times=3,
-                       train=TrainConfig(steps=60, batch=16, lr=1e-3, warmup=10, ema_halflife=300, log_every=10,
-                                         ckpt_every=30, grid=16)),
+                       train=TrainConfig(steps=300, batch=16, lr=1e-3, warmup=10, ema_halflife=500, log_every=10,
+                                         ckpt_every=100, grid=16)),
     "fashion": HKDPreset(teacher="fashion", times=3,  # ~2.5 s/step on one contended CPU core
                          train=TrainConfig(steps=2000, batch=32, lr=3e-4, warmup=100, ema_halflife=10_000,
                                            log_every=20, ckpt_every=100, sample_every=500, grad_clip=1.0)),
