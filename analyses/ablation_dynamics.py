@@ -103,10 +103,9 @@ def table(results: dict) -> str:
 
 
 def plot(results: dict, stem: Path) -> None:
-    import matplotlib
+    from koopscope.io.figures import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     runs = results["runs"]
     names = list(runs)
@@ -144,10 +143,7 @@ def plot(results: dict, stem: Path) -> None:
         a.legend(fontsize=7)
     fig.suptitle(f"HKD dynamics ablation, preset {results['preset']}, {results['steps']} steps")
     fig.tight_layout()
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    for ext in ("png", "pdf"):
-        fig.savefig(stem.with_suffix(f".{ext}"), dpi=130)
-    plt.close(fig)
+    save_figure(fig, stem, dpi=130)
 
 
 def main() -> None:

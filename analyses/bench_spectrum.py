@@ -160,10 +160,9 @@ def reconstructions(count: int, times: int, repeats: int) -> dict:
 
 
 def figure(res: dict, path: Path) -> None:
-    import matplotlib
+    from koopscope.io.figures import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     a, r = res["spectrum_cifar10"], res["reconstructions_fashion"]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.6))
@@ -185,9 +184,7 @@ def figure(res: dict, path: Path) -> None:
     ax2.set_title(f"{r['count']} samples x {r['times']} times (fashion size): ratio {r['ratio_bands_over_teacher']:.2f}"
                   f"\n({r['ratio_per_decoded_state']:.2f} per decoded state)", fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for ext in ("png", "pdf"):
-        fig.savefig(path.with_suffix(f".{ext}"), dpi=150)
+    save_figure(fig, path)
 
 
 def main() -> None:

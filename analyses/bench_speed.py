@@ -78,10 +78,9 @@ def measure(runs: list[dict], repeats: int) -> None:
 
 
 def figure(res: dict, path: Path) -> None:
-    import matplotlib
+    from koopscope.io.figures import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows, over = res["samplers"], res["hkd_overhead"]
     fig, axes = plt.subplots(1, 2 if over else 1, figsize=(9 if over else 5.5, 3.4), squeeze=False)
@@ -104,10 +103,7 @@ def figure(res: dict, path: Path) -> None:
         ax.set_ylabel("seconds per batch")
         ax.set_title(f"HKD one step / encoder+decoder (target <= {TARGET})", fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for ext in ("png", "pdf"):
-        fig.savefig(path.with_suffix(f".{ext}"), dpi=150)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main() -> None:

@@ -106,10 +106,9 @@ def peak_ram(ckpt: Path, sizes: list[int], batch: int, shard_size: int, threads:
 
 
 def figure(res: dict, path: Path) -> None:
-    import matplotlib
+    from koopscope.io.figures import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     a, b = res["throughput"], res["peak_ram"]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8, 3.2))
@@ -125,9 +124,7 @@ def figure(res: dict, path: Path) -> None:
     ax2.set_title(f"peak RSS ratio {b['peak_ratio']:.3f}")
     ax2.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for ext in ("png", "pdf"):
-        fig.savefig(path.with_suffix(f".{ext}"), dpi=150)
+    save_figure(fig, path)
 
 
 def main() -> None:

@@ -9,13 +9,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import matplotlib
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from koopscope.sampling import sample_checkpoint  # noqa: E402
+from koopscope.io.figures import pyplot, save_figure
+from koopscope.sampling import sample_checkpoint
 
 SETTINGS = [("Heun, 18 steps", 18, "heun"), ("Heun, 8 steps", 8, "heun"), ("Euler, 10 steps", 10, "euler")]
 
@@ -33,6 +30,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("figures/teacher_samples"))
     args = ap.parse_args()
     torch.set_num_threads(1)
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(SETTINGS), figsize=(4 * len(SETTINGS), 4.3))
     for ax, (label, steps, solver) in zip(axes, SETTINGS):
         x, nfe = sample_checkpoint(args.teacher, range(args.count), steps=steps, solver=solver)
@@ -42,9 +40,7 @@ def main() -> None:
         ax.axis("off")
     fig.suptitle(f"EDM teacher samples, seeds 0..{args.count - 1}")
     fig.tight_layout()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    for ext in ("png", "pdf"):
-        fig.savefig(args.out.with_suffix(f".{ext}"), dpi=150)
+    save_figure(fig, args.out)
     print(f"wrote {args.out}.png/.pdf")
 
 

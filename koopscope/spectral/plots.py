@@ -6,33 +6,13 @@ stays light.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import xarray as xr
 
 from ..diffusion.precond import SIGMA_DATA
-from ..io.atomic import atomic_path
+from ..io.figures import pyplot as _pyplot
+from ..io.figures import save_figure  # noqa: F401  (re-exported for plot users)
 from .spectrum import level_view
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(fig, path: str | Path, pdf: bool = True) -> list[Path]:
-    """Write ``fig`` to ``path`` (.png) and, with ``pdf``, a .pdf beside it; close it."""
-    paths = [Path(path)] + ([Path(path).with_suffix(".pdf")] if pdf else [])
-    for p in paths:
-        with atomic_path(p) as tmp:
-            fig.savefig(tmp, format=p.suffix[1:], dpi=150, bbox_inches="tight")
-    _pyplot().close(fig)
-    return paths
 
 
 def plot_spectrum(ds: xr.Dataset):
