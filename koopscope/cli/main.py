@@ -8,13 +8,14 @@ from . import demo, fid, sample, spectral, train, trajectories
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="koopscope: Hierarchical Koopman Diffusion — train, sample, and read the spectrum.")
-app.add_typer(train.app, name="train")
-app.command("trajectories")(trajectories.trajectories)
-app.command("sample")(sample.sample)
-app.command("demo")(demo.demo)
-app.command("fid")(fid.fid)
-app.command("spectrum")(spectral.spectrum)
-app.command("modes")(spectral.modes)
+BUILD, EVALUATE, ANALYSE = "Build the chain", "Generate and evaluate", "Spectral analysis"
+app.add_typer(train.app, name="train", rich_help_panel=BUILD)
+app.command("trajectories", rich_help_panel=BUILD)(trajectories.trajectories)
+app.command("demo", rich_help_panel=BUILD)(demo.demo)
+app.command("sample", rich_help_panel=EVALUATE)(sample.sample)
+app.command("fid", rich_help_panel=EVALUATE)(fid.fid)
+app.command("spectrum", rich_help_panel=ANALYSE)(spectral.spectrum)
+app.command("modes", rich_help_panel=ANALYSE)(spectral.modes)
 
 
 @app.callback()
