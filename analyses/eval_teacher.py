@@ -24,6 +24,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLERS = (("heun", 18), ("heun", 8), ("euler", 10))   # 35, 15, 10 NFE
+NAMES = [f"{solver}{steps}" for solver, steps in SAMPLERS]
 
 
 def store_batches(path: Path, teacher: Path, count: int, seed: int, batch: int):
@@ -57,6 +58,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--samplers", nargs="+", choices=NAMES, default=NAMES,
+                    help="evaluate only these (rows merge into an existing --out of the same teacher and count, "
+                         "so samplers can run in parallel processes)")
     ap.add_argument("--no-progress", dest="progress", action="store_false")
     ap.add_argument("--out", type=Path, default=ROOT / "analyses" / "results" / "eval_teacher.json")
     args = ap.parse_args()
@@ -86,6 +90,8 @@ def run(args) -> None:
     ref_seconds = time.perf_counter() - t0
     rows = []
     for solver, steps in SAMPLERS:
+        if f"{solver}{steps}" not in args.samplers:
+            continue
         t1 = time.perf_counter()
         if (solver, steps) == SAMPLERS[0] and args.trajectories:
             r = {**evaluate_batches(stored, args.count, ref, ext, args.progress), "nfe": stored_nfe,
@@ -97,20 +103,35 @@ def run(args) -> None:
         rows.append({**r, "name": f"{solver.capitalize()} {steps}", "solver": solver, "steps": steps,
                      "seconds": time.perf_counter() - t1})
         print(f"{rows[-1]['name']}: FID {r['fid']:.3f} ({rows[-1]['seconds']:.0f} s)", flush=True)
+    rows = merged(args, rows)
     res = {"teacher": str(args.teacher), "count": args.count, "seed": args.seed, "reference": ref["meta"],
-           "floor": floor, "samplers": rows, "seconds": time.perf_counter() - t0, "reference_seconds": ref_seconds,
-           "threads": args.threads, "torch": torch.__version__, "inception": ext.id}
+           "floor": floor, "samplers": rows, "seconds": ref_seconds + sum(r["seconds"] for r in rows),
+           "reference_seconds": ref_seconds, "threads": args.threads, "torch": torch.__version__,
+           "inception": ext.id}
     print(f"\nteacher {args.teacher}: {args.count} samples each vs {args.ref} ({args.count} images, {size}px)")
     print(f"{'sampler':<14} {'NFE':>4} {'FID':>9} {'KID x 1e3':>16} {'precision':>9} {'recall':>7} {'seconds':>8}")
     for r in [*rows, {**floor, "name": "real vs real", "nfe": "-"}]:
         kid = f"{1e3 * r['kid_mean']:.3f} ± {1e3 * r['kid_std']:.3f}"
         print(f"{r['name']:<14} {r['nfe']:>4} {r['fid']:>9.3f} {kid:>16} {r['precision']:>9.4f} {r['recall']:>7.4f} "
               f"{r['seconds']:>8.0f}")
-    print(f"evaluation took {res['seconds']:.0f} s (reference and floor features {ref_seconds:.0f} s)")
+    print(f"evaluation took {res['seconds']:.0f} s of compute (reference and floor features {ref_seconds:.0f} s)")
     if args.count < 10_000:
         print(f"note: FID from {args.count} < 10000 samples is biased upward; read it against the floor")
     write_json(args.out, res)
     print(f"wrote {args.out}")
+
+
+def merged(args, rows: list[dict]) -> list[dict]:
+    """Rows of this run plus those of other samplers already in --out for the same teacher, count and seed."""
+    import json
+
+    if args.out.exists():
+        old = json.loads(args.out.read_text())
+        if (old.get("teacher"), old.get("count"), old.get("seed")) == (str(args.teacher), args.count, args.seed):
+            mine = {r["name"] for r in rows}
+            rows = [r for r in old["samplers"] if r["name"] not in mine] + rows
+    order = [f"{solver.capitalize()} {steps}" for solver, steps in SAMPLERS]
+    return sorted(rows, key=lambda r: order.index(r["name"]))
 
 
 if __name__ == "__main__":
