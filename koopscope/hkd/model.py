@@ -33,7 +33,7 @@ ENCODER_TIMES = ("sigma", "blind")
 class HKDConfig:
     unet: UNetConfig
     time: str = "log"             # what the generators act on: "log" (ln sigma) or "sigma"
-    encoder_time: str = "sigma"   # "sigma" | "blind"
+    encoder_time: str = "blind"   # "sigma" | "blind" (default: observables of x alone, method.md 3b)
     koopman: bool = True          # Koopman evolution on (off = identity for every level)
     hierarchy: bool = True        # all levels evolve (off = only the bottleneck)
     sigma_min: float = SIGMA_MIN

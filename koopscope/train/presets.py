@@ -72,7 +72,7 @@ class HKDPreset:
     train: TrainConfig
     times: int = 4               # s: time points per trajectory (T plus s-1 grid times)
     distance: str = "mse"
-    encoder_time: str = "sigma"  # "sigma" | "blind" (method.md 3b)
+    encoder_time: str = "blind"  # "sigma" | "blind" (method.md 3b; blind + intermediate: see analyses)
     intermediate: float = 1.0    # weight of intermediate-state supervision (0 = paper objective)
     time: str = "log"            # the generators' time variable
 
