@@ -39,7 +39,7 @@ def main() -> None:
         ax.set_title(f"{label} ({nfe} NFE)")
         ax.axis("off")
     fig.suptitle(f"EDM teacher samples, seeds 0..{args.count - 1}")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     save_figure(fig, args.out)
     print(f"wrote {args.out}.png/.pdf")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from koopscope.io.atomic import atomic_path
 from koopscope.metrics.fid import stats
 
 if TYPE_CHECKING:
@@ -29,15 +29,8 @@ def save_reference(path: Path, features: np.ndarray, meta: dict) -> dict:
     """Write mu, sigma, features (float32, as the network emits them) and meta atomically; return the dict."""
     features = np.asarray(features, np.float64)
     mu, sigma = stats(features)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, mu=mu, sigma=sigma, features=features.astype(np.float32), meta=json.dumps(meta))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, mu=mu, sigma=sigma, features=features.astype(np.float32), meta=json.dumps(meta))
     return {"mu": mu, "sigma": sigma, "features": features, "meta": meta}
 
 
