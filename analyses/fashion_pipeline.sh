@@ -7,19 +7,21 @@ cd "$(dirname "$0")/.."
 TH=${1:-1}
 K=".venv/bin/koopscope"
 PY=".venv/bin/python"
-T=runs/teacher-fashion S=runs/traj-fashion H=runs/hkd-fashion
+# The shipped teacher (checkpoints/) was made by the first command; set RETRAIN=1 to redo it.
+TEACHER=checkpoints/teacher-fashion.safetensors S=runs/traj-fashion H=runs/hkd-fashion
 
 resume() { [ -f "$1/checkpoint.safetensors" ] && echo --resume || true; }
 
-$K train teacher --preset fashion --out $T --threads "$TH" --no-progress $(resume $T)
-$PY analyses/fig_teacher_samples.py $T/model.safetensors
-$K trajectories $T/model.safetensors --out $S --count 5000 --threads "$TH" --no-progress
-$PY analyses/eval_teacher.py --teacher $T/model.safetensors --trajectories $S --count 5000 --threads "$TH" --no-progress
-$PY analyses/ablation_dynamics.py --preset fashion --teacher $T/model.safetensors --trajectories $S \
-    --steps 300 --threads "$TH"
-$K train hkd --preset fashion --trajectories $S --teacher $T/model.safetensors --out $H --threads "$TH" \
-    --no-progress $(resume $H)
+if [ "${RETRAIN:-0}" = 1 ]; then
+  $K train teacher --preset fashion --out runs/teacher-fashion --threads "$TH" --no-progress $(resume runs/teacher-fashion)
+  TEACHER=runs/teacher-fashion/model.safetensors
+fi
+$PY analyses/fig_teacher_samples.py $TEACHER
+$K trajectories $TEACHER --out $S --count 5000 --threads "$TH" --no-progress
+$PY analyses/eval_teacher.py --teacher $TEACHER --trajectories $S --count 5000 --threads "$TH" --no-progress
+$PY analyses/ablation_dynamics.py --preset fashion --teacher $TEACHER --trajectories $S --steps 300 --threads "$TH"
+$K train hkd --preset fashion --trajectories $S --teacher $TEACHER --out $H --threads "$TH" --no-progress $(resume $H)
 $PY analyses/eval_hkd.py --hkd $H/model.safetensors --trajectories $S --count 5000 --threads "$TH" --no-progress
-$PY analyses/bench_speed.py --teacher $T/model.safetensors --hkd $H/model.safetensors --threads "$TH"
+$PY analyses/bench_speed.py --teacher $TEACHER --hkd $H/model.safetensors --threads "$TH"
 $K spectrum $H/model.safetensors --out runs/spectrum-fashion.nc --plot figures/spectrum_fashion.png
 $K modes --ckpt $H/model.safetensors --band all --cumulative --out figures/modes_fashion
