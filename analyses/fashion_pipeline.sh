@@ -11,14 +11,15 @@ PY=".venv/bin/python"
 TEACHER=checkpoints/teacher-fashion.safetensors S=runs/traj-fashion H=runs/hkd-fashion
 
 resume() { [ -f "$1/checkpoint.safetensors" ] && echo --resume || true; }
+missing() { [ "${FORCE:-0}" = 1 ] || [ ! -f "$1" ]; }   # evaluations already saved are skipped (FORCE=1 redoes)
 
 if [ "${RETRAIN:-0}" = 1 ]; then
   $K train teacher --preset fashion --out runs/teacher-fashion --threads "$TH" --no-progress $(resume runs/teacher-fashion)
   TEACHER=runs/teacher-fashion/model.safetensors
 fi
-$PY analyses/fig_teacher_samples.py $TEACHER
+missing figures/teacher_samples.png && $PY analyses/fig_teacher_samples.py $TEACHER
 $K trajectories $TEACHER --out $S --count 5000 --threads "$TH" --no-progress
-$PY analyses/eval_teacher.py --teacher $TEACHER --trajectories $S --count 5000 --threads "$TH" --no-progress
+missing analyses/results/eval_teacher.json && $PY analyses/eval_teacher.py --teacher $TEACHER --trajectories $S --count 5000 --threads "$TH" --no-progress
 $PY analyses/ablation_dynamics.py --preset fashion --teacher $TEACHER --trajectories $S --steps 300 --threads "$TH"
 $K train hkd --preset fashion --trajectories $S --teacher $TEACHER --out $H --threads "$TH" --no-progress $(resume $H)
 $PY analyses/eval_hkd.py --hkd $H/model.safetensors --trajectories $S --count 5000 --threads "$TH" --no-progress
