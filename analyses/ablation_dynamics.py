@@ -18,12 +18,13 @@ figures/ablation_dynamics.{png,pdf}, and prints a table.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
+
+from koopscope.io.atomic import write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -199,8 +200,7 @@ def main() -> None:
                                      "seconds": round(time.perf_counter() - t0, 1)}
             print(f"{name}: done in {results['runs'][name]['seconds']} s", flush=True)
 
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(results, indent=1) + "\n")
+    write_json(args.results, results)
     plot(results, args.figure)
     print(table(results))
     print(f"results: {args.results}\nfigure:  {args.figure}.png/.pdf")

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import torch
 
+from koopscope.io.atomic import write_json
+
 ROOT = Path(__file__).resolve().parent.parent
 IMPORTS = "import torch, xarray, rich.table, koopscope.spectral, koopscope.cli.spectral"
 
@@ -217,8 +219,7 @@ def main() -> None:
           f"teacher Heun ({r['teacher_nfe']} NFE, {r['teacher_params'] / 1e6:.1f}M params): "
           f"{r['teacher_median_s']:.2f} s; ratio {r['ratio_bands_over_teacher']:.2f} "
           f"({r['ratio_per_decoded_state']:.2f} per decoded state: 3 band states per teacher state)")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=2) + "\n")
+    write_json(args.out, res)
     figure(res, args.figure)
     print(f"wrote {args.out} and {args.figure.with_suffix('')}.{{png,pdf}}")
 

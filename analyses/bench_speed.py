@@ -18,12 +18,13 @@ Writes analyses/results/bench_speed.json and figures/bench_speed.{png,pdf}.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
 
 import torch
+
+from koopscope.io.atomic import write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 TEACHER_SAMPLERS = (("heun", 18), ("heun", 8), ("euler", 10))   # 35, 15, 10 NFE; the first is the baseline
@@ -142,8 +143,7 @@ def main() -> None:
     for o in over:
         print(f"HKD one step / encoder+decoder: {o['one_step_s']:.4f} / {o['encdec_s']:.4f} s = {o['ratio']:.3f} "
               f"(target <= {TARGET}: {'met' if o['meets_target'] else 'NOT met'}) [{o['model']}]")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=2) + "\n")
+    write_json(args.out, res)
     figure(res, args.figure)
     print(f"wrote {args.out} and {args.figure.with_suffix('')}.{{png,pdf}}")
 

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from koopscope.io.atomic import write_json
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -154,8 +156,7 @@ def main() -> None:
         print(f"peak RSS, {r['count']} trajectories ({r['store_bytes'] / 2**20:.1f} MiB store): "
               f"{r['peak_rss_kib'] / 1024:.1f} MiB (before generation {r['rss_before_kib'] / 1024:.1f} MiB)")
     print(f"peak RSS ratio {b['peak_ratio']:.3f} for a {b['store_ratio']:.1f}x larger store")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=2) + "\n")
+    write_json(args.out, res)
     figure(res, args.figure)
     print(f"wrote {args.out} and {args.figure.with_suffix('')}.{{png,pdf}}")
 

@@ -108,7 +108,8 @@ def spectrum(
     if out is not None:
         wrote.append(save_spectrum(ds, out))
     if plot is not None:
-        from ..spectral.plots import plot_spectrum, save_figure
+        from ..io.figures import save_figure
+        from ..spectral.plots import plot_spectrum
 
         wrote += save_figure(plot_spectrum(ds), plot)
     if json_:
@@ -141,8 +142,9 @@ def modes(
     from ..diffusion.samplers import karras_sigmas
     from ..errors import KoopscopeError
     from ..hkd.task import load_hkd
+    from ..io.figures import save_figure
     from ..spectral import band_names, band_reconstructions, save_spectrum
-    from ..spectral.plots import plot_band_grid, save_figure
+    from ..spectral.plots import plot_band_grid
     from ..spectral.spectrum import checkpoint_attrs
 
     _check_bands(bands)

@@ -11,7 +11,6 @@ import xarray as xr
 
 from ..diffusion.precond import SIGMA_DATA
 from ..io.figures import pyplot as _pyplot
-from ..io.figures import save_figure  # noqa: F401  (re-exported for plot users)
 from .spectrum import level_view
 
 
