@@ -10,6 +10,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from checks import assert_same_checkpoints
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -168,11 +169,7 @@ def test_resume_is_bit_for_bit(chain, tmp_path):
     _train(chain, tmp_path / "full", 20, ckpt_every=10, grid=0)
     _train(chain, tmp_path / "split", 10, ckpt_every=10, grid=0)
     _train(chain, tmp_path / "split", 20, resume=True, ckpt_every=10, grid=0)
-    a, _ = load_checkpoint(tmp_path / "full" / "checkpoint.safetensors")
-    b, _ = load_checkpoint(tmp_path / "split" / "checkpoint.safetensors")
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    assert_same_checkpoints(tmp_path / "full" / "checkpoint.safetensors", tmp_path / "split" / "checkpoint.safetensors")
 
 
 def test_two_process_ddp_training(chain, tmp_path):

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from checks import assert_same_checkpoints
 from PIL import Image
 from safetensors.torch import save_file
 
@@ -138,11 +139,7 @@ def test_resume_is_bit_for_bit(tmp_path, smoke_data):
     _smoke(smoke_data, tmp_path / "full", 60)
     _smoke(smoke_data, tmp_path / "split", 30)
     _smoke(smoke_data, tmp_path / "split", 60, resume=True)
-    a, _ = load_checkpoint(tmp_path / "full" / "checkpoint.safetensors")
-    b, _ = load_checkpoint(tmp_path / "split" / "checkpoint.safetensors")
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    assert_same_checkpoints(tmp_path / "full" / "checkpoint.safetensors", tmp_path / "split" / "checkpoint.safetensors")
 
 
 def test_refuses_to_overwrite_or_resume_nothing(tmp_path, smoke_data):
