@@ -1,7 +1,8 @@
 """The whole chain in one call: teacher -> trajectories -> HKD -> samples.
 
 Every stage is resumable, so re-running the same call continues where it stopped.
-`koopscope demo` runs it on the `smoke` preset in about a minute.
+`koopscope demo` runs it on the `smoke` preset in about a minute. `teacher_task` and `hkd_task`
+build the training tasks from a preset for both this chain and `koopscope train`.
 """
 
 from __future__ import annotations
@@ -18,37 +19,76 @@ class ChainResult:
     samples: Path
 
 
-def run_chain(out: str | Path, preset: str = "smoke", count: int = 256, threads: int = 0,
-              data_root: str | Path | None = None, progress: bool = True) -> ChainResult:
+def teacher_task(preset: str, data_root: str | Path | None = None):
+    """(TeacherTask, TrainConfig) for a teacher preset, its dataset loaded."""
     from .data import load_dataset
     from .diffusion.teacher import TeacherTask
-    from .hkd.loss import HKDLossConfig
-    from .hkd.model import HKDConfig
+    from .train.presets import teacher_preset
+
+    p = teacher_preset(preset)
+    data = load_dataset(p.dataset, root=data_root, size=p.resolution, flip=p.flip, limit=p.data_limit)
+    return TeacherTask(p.unet, data, p.sampler_steps), p.train
+
+
+def hkd_task(preset: str, trajectories: str | Path, teacher: str | Path | None = None,
+             encoder_time: str | None = None, intermediate: float | None = None, distance: str | None = None,
+             times: int | None = None, koopman: bool = True, hierarchy: bool = True, consistency: bool = True):
+    """(HKDTask, TrainConfig) for an HKD preset; unset choices come from the preset.
+
+    With a teacher the student reuses the teacher's U-Net (whatever preset trained it) and its weights.
+    """
+    from .diffusion.teacher import KIND
+    from .diffusion.unet import UNetConfig
+    from .errors import CheckpointError, KoopscopeError
+    from .hkd.loss import DISTANCES, HKDLossConfig
+    from .hkd.model import ENCODER_TIMES, HKDConfig
     from .hkd.task import HKDTask
+    from .io.checkpoint import read_meta
+    from .train.presets import hkd_preset, teacher_preset
+    from .trajectories import TrajectoryStore
+
+    p = hkd_preset(preset)
+    encoder_time, distance = encoder_time or p.encoder_time, distance or p.distance
+    if encoder_time not in ENCODER_TIMES:
+        raise KoopscopeError(f"--encoder-time must be one of: {', '.join(ENCODER_TIMES)}")
+    if distance not in DISTANCES:
+        raise KoopscopeError(f"--distance must be one of: {', '.join(DISTANCES)}")
+    unet = teacher_preset(p.teacher).unet
+    if teacher is not None:
+        meta = read_meta(teacher)
+        if meta["kind"] != KIND:
+            raise CheckpointError(f"--teacher {teacher} is a '{meta['kind']}' checkpoint; HKD is initialised "
+                                  "from a teacher checkpoint (`koopscope train teacher`)")
+        unet = UNetConfig.from_dict(meta["config"]["unet"])
+    model = HKDConfig(unet, time=p.time, encoder_time=encoder_time, koopman=koopman, hierarchy=hierarchy)
+    loss = HKDLossConfig(distance=distance, consistency=consistency,
+                         intermediate=p.intermediate if intermediate is None else intermediate)
+    task = HKDTask(model, loss, TrajectoryStore(trajectories), times or p.times,
+                   teacher=None if teacher is None else str(teacher))
+    return task, p.train
+
+
+def run_chain(out: str | Path, preset: str = "smoke", count: int = 256, threads: int = 0,
+              data_root: str | Path | None = None, progress: bool = True) -> ChainResult:
     from .io.images import save_grid
     from .sampling import sample_checkpoint
     from .train.loop import train
-    from .train.presets import hkd_preset, teacher_preset
-    from .trajectories import TrajectoryStore, generate
+    from .trajectories import generate
 
     out = Path(out)
-    tp, hp = teacher_preset(preset), hkd_preset(preset)
-
     teacher = out / "teacher" / "model.safetensors"
-    if not _finished(out / "teacher", tp.train.steps):
-        data = load_dataset(tp.dataset, root=data_root, size=tp.resolution, flip=tp.flip, limit=tp.data_limit)
-        train(TeacherTask(tp.unet, data, tp.sampler_steps), replace(tp.train, threads=threads), out / "teacher",
+    if not _finished(out / "teacher", preset, "teacher"):
+        task, cfg = teacher_task(preset, data_root)
+        train(task, replace(cfg, threads=threads), out / "teacher",
               resume=(out / "teacher" / "checkpoint.safetensors").exists(), preset=preset, progress=progress)
 
     store = out / "trajectories"
     generate(teacher, store, count, progress=progress)
 
     hkd = out / "hkd" / "model.safetensors"
-    if not _finished(out / "hkd", hp.train.steps):
-        cfg = HKDConfig(tp.unet, time=hp.time, encoder_time=hp.encoder_time)
-        loss = HKDLossConfig(distance=hp.distance, intermediate=hp.intermediate)
-        task = HKDTask(cfg, loss, TrajectoryStore(store), hp.times, teacher=str(teacher))
-        train(task, replace(hp.train, threads=threads), out / "hkd",
+    if not _finished(out / "hkd", preset, "hkd"):
+        task, cfg = hkd_task(preset, store, teacher)
+        train(task, replace(cfg, threads=threads), out / "hkd",
               resume=(out / "hkd" / "checkpoint.safetensors").exists(), preset=preset, progress=progress)
 
     samples = out / "hkd_samples.png"
@@ -56,8 +96,10 @@ def run_chain(out: str | Path, preset: str = "smoke", count: int = 256, threads:
     return ChainResult(teacher, store, hkd, samples)
 
 
-def _finished(run: Path, steps: int) -> bool:
+def _finished(run: Path, preset: str, kind: str) -> bool:
     from .io.checkpoint import read_meta
+    from .train.presets import hkd_preset, teacher_preset
 
+    steps = (teacher_preset if kind == "teacher" else hkd_preset)(preset).train.steps
     ckpt = run / "checkpoint.safetensors"
     return ckpt.exists() and read_meta(ckpt)["state"]["step"] >= steps

@@ -35,16 +35,12 @@ def teacher(
     """Train an EDM teacher on a preset's dataset."""
     from dataclasses import replace
 
-    from ..data import load_dataset
-    from ..diffusion.teacher import TeacherTask
+    from ..pipeline import teacher_task
     from ..train.loop import train
-    from ..train.presets import teacher_preset
 
-    p = teacher_preset(preset)
+    task, cfg = teacher_task(preset, data_root)
     overrides = {k: v for k, v in {"steps": steps, "batch": batch, "seed": seed, "grid": grid}.items() if v is not None}
-    cfg = replace(p.train, threads=threads, **overrides)
-    data = load_dataset(p.dataset, root=data_root, size=p.resolution, flip=p.flip, limit=p.data_limit)
-    task = TeacherTask(p.unet, data, p.sampler_steps)
+    cfg = replace(cfg, threads=threads, **overrides)
     path = train(task, cfg, out, resume=resume, preset=preset, progress=progress)
     if _rank0():
         print(f"teacher: {path}")
@@ -77,41 +73,15 @@ def hkd(
     """Distil a teacher's trajectories into a Hierarchical Koopman Diffusion model."""
     from dataclasses import replace
 
-    from ..errors import KoopscopeError
-    from ..hkd.loss import DISTANCES, HKDLossConfig
-    from ..hkd.model import ENCODER_TIMES, HKDConfig
-    from ..hkd.task import HKDTask
+    from ..pipeline import hkd_task
     from ..train.loop import train
-    from ..train.presets import hkd_preset, teacher_preset
-    from ..trajectories import TrajectoryStore
 
-    p = hkd_preset(preset)
-    encoder_time = encoder_time or p.encoder_time
-    if encoder_time not in ENCODER_TIMES:
-        raise KoopscopeError(f"--encoder-time must be one of: {', '.join(ENCODER_TIMES)}")
-    if (distance or p.distance) not in DISTANCES:
-        raise KoopscopeError(f"--distance must be one of: {', '.join(DISTANCES)}")
+    task, cfg = hkd_task(preset, trajectories, teacher, encoder_time=encoder_time, intermediate=intermediate,
+                         distance=distance, times=times, koopman=koopman, hierarchy=hierarchy,
+                         consistency=consistency)
     overrides = {k: v for k, v in {"steps": steps, "batch": batch, "seed": seed, "grid": grid, "lr": lr}.items()
                  if v is not None}
-    cfg = replace(p.train, threads=threads, **overrides)
-    unet = teacher_preset(p.teacher).unet
-    if teacher is not None:  # the student reuses the teacher's U-Net, whatever preset trained it
-        from ..diffusion.teacher import KIND
-        from ..diffusion.unet import UNetConfig
-        from ..errors import CheckpointError
-        from ..io.checkpoint import read_meta
-
-        meta = read_meta(teacher)
-        if meta["kind"] != KIND:
-            raise CheckpointError(f"--teacher {teacher} is a '{meta['kind']}' checkpoint; HKD is initialised "
-                                  "from a teacher checkpoint (`koopscope train teacher`)")
-        unet = UNetConfig.from_dict(meta["config"]["unet"])
-    model_cfg = HKDConfig(unet, time=p.time, encoder_time=encoder_time,
-                          koopman=koopman, hierarchy=hierarchy)
-    loss_cfg = HKDLossConfig(distance=distance or p.distance, consistency=consistency,
-                             intermediate=p.intermediate if intermediate is None else intermediate)
-    task = HKDTask(model_cfg, loss_cfg, TrajectoryStore(trajectories), times or p.times,
-                   teacher=None if teacher is None else str(teacher))
+    cfg = replace(cfg, threads=threads, **overrides)
     path = train(task, cfg, out, resume=resume, preset=preset, progress=progress)
     if _rank0():
         print(f"hkd: {path}")
