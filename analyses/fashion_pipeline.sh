@@ -20,9 +20,10 @@ fi
 missing figures/teacher_samples.png && $PY analyses/fig_teacher_samples.py $TEACHER
 $K trajectories $TEACHER --out $S --count 5000 --threads "$TH" --no-progress
 missing analyses/results/eval_teacher.json && $PY analyses/eval_teacher.py --teacher $TEACHER --trajectories $S --count 5000 --threads "$TH" --no-progress
-$PY analyses/ablation_dynamics.py --preset fashion --teacher $TEACHER --trajectories $S --steps 300 --threads "$TH"
+$PY analyses/ablation_dynamics.py --preset fashion --teacher $TEACHER --trajectories $S --steps 300 --fid 1000 --threads "$TH" \
+  --results analyses/results/ablation_dynamics-fashion.json --figure figures/ablation_dynamics_fashion
 $K train hkd --preset fashion --trajectories $S --teacher $TEACHER --out $H --threads "$TH" --no-progress $(resume $H)
 $PY analyses/eval_hkd.py --hkd $H/model.safetensors --trajectories $S --count 5000 --threads "$TH" --no-progress
 $PY analyses/bench_speed.py --teacher $TEACHER --hkd $H/model.safetensors --threads "$TH"
-$K spectrum $H/model.safetensors --out runs/spectrum-fashion.nc --plot figures/spectrum_fashion.png
-$K modes --ckpt $H/model.safetensors --band all --cumulative --out figures/modes_fashion
+$PY analyses/ship_model.py $H/model.safetensors   # -> koopscope/models/hkd-fashion.{safetensors,json}
+$PY analyses/spectrum_reading.py --hkd $H/model.safetensors --threads "$TH"

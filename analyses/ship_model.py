@@ -1,0 +1,77 @@
+"""Ship a trained HKD model inside the package, with its provenance beside it.
+
+    python analyses/ship_model.py runs/hkd-fashion/model.safetensors [--eval analyses/results/eval_hkd.json]
+
+Copies the checkpoint (EMA weights only) to koopscope/models/hkd-<preset>.safetensors and writes
+hkd-<preset>.json: the commands that made it, its config, the training data and its hash (from the
+teacher checkpoint), the steps, the final losses and the measured FID (from eval_hkd.py's results).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+from koopscope.io.atomic import atomic_path, write_json
+from koopscope.io.checkpoint import read_meta
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def final_losses(run: Path, last: int = 100) -> dict:
+    """Mean of each loss term over the last `last` logged steps of the run."""
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if "loss" in r][-last:]
+    keys = [k for k in rows[-1] if k not in ("step", "lr", "images_per_s")]
+    return {k: round(sum(r[k] for r in rows) / len(rows), 5) for k in keys}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model", type=Path, help="the run's model.safetensors")
+    ap.add_argument("--teacher", type=Path, default=ROOT / "checkpoints/teacher-fashion.safetensors")
+    ap.add_argument("--eval", type=Path, default=ROOT / "analyses/results/eval_hkd.json")
+    args = ap.parse_args()
+
+    meta, teacher = read_meta(args.model), read_meta(args.teacher)
+    prov = meta["provenance"]
+    if prov["teacher_sha256"] != sha256(args.teacher):
+        raise SystemExit(f"error: {args.model} was distilled from another teacher than {args.teacher}")
+    ev = json.loads(args.eval.read_text())
+    if Path(ev["hkd"]).resolve() != args.model.resolve() or ev["hkd_step"] != prov["step"]:
+        raise SystemExit(f"error: {args.eval} evaluates {ev['hkd']} at step {ev['hkd_step']}, not this model")
+    name = f"hkd-{prov['preset']}"
+    dest = ROOT / "koopscope" / "models" / f"{name}.safetensors"
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(args.model, tmp)
+    tp = teacher["provenance"]
+    write_json(dest.with_suffix(".json"), {
+        "what": f"HKD one-step student, preset {prov['preset']}, distilled from "
+                f"{args.teacher.relative_to(ROOT)} on {prov['trajectory_count']} of its Heun "
+                f"{prov['grid_steps']}-step trajectories",
+        "commands": ["bash analyses/fashion_pipeline.sh",
+                     f"python analyses/ship_model.py {args.model}"],
+        "train_command": f"koopscope train hkd --preset {prov['preset']} --trajectories {prov['trajectories']} "
+                         f"--teacher {args.teacher.relative_to(ROOT)} --out {args.model.parent}",
+        "steps": prov["step"], "images_seen": prov["images_seen"], "git_commit": prov["git_commit"],
+        "config": meta["config"],
+        "data": {k: tp[k] for k in ("dataset", "split", "data_hash", "data_count")},
+        "teacher_sha256": prov["teacher_sha256"], "sha256": sha256(dest),
+        "final_losses": final_losses(args.model.parent),
+        "fid": {"count": ev["count"], "reference": ev["reference"], "hkd_seeds": ev["hkd_seeds"],
+                "hkd_vs_data": ev["hkd_vs_data"]["fid"], "teacher_35nfe_vs_data": ev["teacher_vs_data"]["fid"],
+                "ratio": ev["fid_ratio_hkd_over_teacher"], "hkd_vs_teacher_samples": ev["hkd_vs_teacher"]["fid"],
+                "kid_hkd_vs_data": ev["hkd_vs_data"]["kid_mean"]},
+    })
+    print(f"wrote {dest} and {dest.with_suffix('.json')}")
+
+
+if __name__ == "__main__":
+    main()
