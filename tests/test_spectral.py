@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -127,6 +129,17 @@ def test_checkpoint_path_reads_only_the_generators():
                                                                                      "checkpoint_sha256")}))
 
 
+def test_spectrum_command_runs_without_torch(tmp_path):
+    """`koopscope spectrum CKPT` reads the generators with numpy: importing torch alone takes about 1 s."""
+    ckpt = str(default_checkpoint()[0])
+    args = ["spectrum", ckpt, "--out", str(tmp_path / "s.nc"), "--plot", str(tmp_path / "s.png")]
+    code = ("import sys; from typer.testing import CliRunner; from koopscope.cli.main import app; "
+            f"r = CliRunner().invoke(app, {args!r}); assert r.exit_code == 0, r.output; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[-1] == "[]"
+
+
 def test_disabled_levels_report_zero():
     ds = spectrum(small_hkd(hierarchy=False))
     assert ds.active.values.tolist() == [False, False, True]
@@ -211,11 +224,14 @@ def test_cli_spectrum_and_modes_on_shipped_model(tmp_path):
 def test_cli_user_errors_are_one_line_exit_2(tmp_path):
     teacher = save_checkpoint(tmp_path / "teacher.safetensors", {"model.w": torch.zeros(1)}, "teacher", {}, {})
     (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint at all")
+    other = save_checkpoint(tmp_path / "other.safetensors", {"ema.koopman.levels.0.alpha": torch.zeros(2, 8, 8)},
+                            "hkd", {"model": HKDConfig(unet=UNET).to_dict()}, {})
     shipped = str(default_checkpoint()[0])
     runner = CliRunner()
     for args, msg in ((["spectrum", str(teacher)], "'teacher' checkpoint"),
                       (["spectrum", str(tmp_path / "junk.safetensors")], "not a readable"),
                       (["spectrum", str(tmp_path / "missing.safetensors")], "not found"),
+                      (["spectrum", str(other)], "levels.0.beta, levels.1.alpha"),
                       (["spectrum", shipped, "--bands", "0"], "--bands"),
                       (["modes", "--ckpt", str(teacher)], "'teacher' checkpoint"),
                       (["modes", "--ckpt", shipped, "--band", "ultra"], "unknown band 'ultra'"),

@@ -5,9 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-SIGMA_DATA = 0.5
-SIGMA_MIN = 0.002
-SIGMA_MAX = 80.0
+from .config import SIGMA_DATA
 
 
 def edm_scalings(sigma: torch.Tensor, sigma_data: float = SIGMA_DATA):

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import torch
 
-from .precond import SIGMA_MAX, SIGMA_MIN
+from .config import SIGMA_MAX, SIGMA_MIN
 
 Callback = Callable[[int, float, torch.Tensor], None] | None
 

@@ -9,44 +9,12 @@ tensors that cross the U-Net's skip connections.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-
-@dataclass
-class UNetConfig:
-    img_channels: int = 1
-    resolution: int = 32
-    channels: int = 32
-    channel_mult: tuple[int, ...] = (1, 2, 2)
-    blocks: int = 1
-    attn_resolutions: tuple[int, ...] = (8,)
-    dropout: float = 0.0
-    emb_mult: int = 4
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> UNetConfig:
-        d = dict(d)
-        for k in ("channel_mult", "attn_resolutions"):
-            d[k] = tuple(d[k])
-        return cls(**d)
-
-    def level_shapes(self) -> list[tuple[int, int, int]]:
-        """(channels, h, w) of every skip level and of the bottleneck."""
-        shapes = []
-        res = self.resolution
-        for i, m in enumerate(self.channel_mult):
-            shapes.append((self.channels * m, res, res))
-            if i < len(self.channel_mult) - 1:
-                res //= 2
-        shapes.append((self.channels * self.channel_mult[-1], res, res))
-        return shapes
+from .config import UNetConfig
 
 
 def _norm(ch: int) -> nn.GroupNorm:

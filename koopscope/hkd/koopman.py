@@ -29,18 +29,15 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-TIME_KINDS = ("sigma", "log")
+from . import config
+from .config import TIME_KINDS
+
 EXPONENT_CLAMP = 60.0
 
 
 def tau(sigma: float | Tensor, kind: str = "log") -> Tensor:
-    """Koopman time for noise level ``sigma``, evaluated in float64 (dt = -10.6 needs the digits)."""
-    sigma = torch.as_tensor(sigma, dtype=torch.float64)
-    if kind == "sigma":
-        return sigma
-    if kind == "log":
-        return torch.log(sigma)
-    raise ValueError(f"unknown time kind {kind!r}; expected one of {TIME_KINDS}")
+    """Koopman time for noise level ``sigma`` (``config.tau``) in float64: dt = -10.6 needs the digits."""
+    return config.tau(torch.as_tensor(sigma, dtype=torch.float64), kind, torch.log)
 
 
 def delta_tau(sigma_from: float | Tensor, sigma_to: float | Tensor, kind: str = "log") -> Tensor:

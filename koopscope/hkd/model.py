@@ -17,36 +17,15 @@ Encoder conditioning (method.md 3b) is `encoder_time`:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 from torch import Tensor, nn
 
-from ..diffusion.precond import SIGMA_DATA, SIGMA_MAX, SIGMA_MIN
-from ..diffusion.unet import DownPath, Embedding, ResBlock, UNet, UNetConfig, UpPath
+from ..diffusion.config import SIGMA_DATA, SIGMA_MIN
+from ..diffusion.unet import DownPath, Embedding, ResBlock, UNet, UpPath
+from .config import HKDConfig
 from .koopman import HierarchicalKoopman, delta_tau
 
 ENCODER_TIMES = ("sigma", "blind")
-
-
-@dataclass
-class HKDConfig:
-    unet: UNetConfig
-    time: str = "log"             # what the generators act on: "log" (ln sigma) or "sigma"
-    encoder_time: str = "blind"   # "sigma" | "blind" (default: observables of x alone, method.md 3b)
-    koopman: bool = True          # Koopman evolution on (off = identity for every level)
-    hierarchy: bool = True        # all levels evolve (off = only the bottleneck)
-    sigma_min: float = SIGMA_MIN
-    sigma_max: float = SIGMA_MAX
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["unet"] = self.unet.to_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> HKDConfig:
-        return cls(**{**d, "unet": UNetConfig.from_dict(d["unet"])})
 
 
 def c_in(sigma: Tensor) -> Tensor:
@@ -68,9 +47,8 @@ class HKD(nn.Module):
         self.embed = Embedding(u.channels, emb_dim)
         self.encoder = DownPath(u, emb_dim)
         self.decoder = UpPath(u, emb_dim)
-        shapes = u.level_shapes()
-        active = None if cfg.hierarchy else [False] * (len(shapes) - 1) + [True]
-        self.koopman = HierarchicalKoopman(shapes, time=cfg.time, active=active, enabled=cfg.koopman)
+        self.koopman = HierarchicalKoopman(u.level_shapes(), time=cfg.time, active=cfg.active_levels(),
+                                           enabled=cfg.koopman)
         # Parameters the forward never uses are frozen (DistributedDataParallel needs a gradient for
         # every trainable one): the uniform decoder's embedding affines, generators of static levels.
         for block in self.decoder.modules():

@@ -10,11 +10,10 @@ from torch import nn
 from ..errors import CheckpointError, KoopscopeError
 from ..io.checkpoint import load_checkpoint, prefixed, read_meta
 from ..io.images import save_grid
+from .config import KIND, HKDConfig
 from .loss import HKDLossConfig, hkd_loss
-from .model import HKD, HKDConfig
+from .model import HKD
 from .sample import one_step
-
-KIND = "hkd"
 
 
 class Objective(nn.Module):

@@ -19,9 +19,7 @@ from safetensors.torch import load_file, save_file
 from .. import __version__
 from ..errors import CheckpointError
 from .atomic import atomic_path
-
-FORMAT = 1
-META_KEY = "koopscope"
+from .meta import FORMAT, META_KEY, read_meta
 
 
 def git_commit() -> str | None:
@@ -46,29 +44,6 @@ def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], kind: st
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta)})
     return Path(path)
-
-
-def read_meta(path: str | Path) -> dict:
-    """Metadata only (fast: reads the header)."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            raw = (f.metadata() or {}).get(META_KEY)
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path} is not a readable safetensors checkpoint ({e})") from None
-    if raw is None:
-        raise CheckpointError(f"{path} is a safetensors file but not a koopscope checkpoint (no '{META_KEY}' metadata)")
-    try:
-        meta = json.loads(raw)
-    except json.JSONDecodeError:
-        raise CheckpointError(f"{path}: corrupt koopscope metadata") from None
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: checkpoint format {meta.get('format')} is not supported (expected {FORMAT})")
-    return meta
 
 
 def load_checkpoint(path: str | Path, kind: str | tuple[str, ...] | None = None):

@@ -16,10 +16,8 @@ Band names are low / mid / high for three bands, else band0 .. band{n-1}.
 from __future__ import annotations
 
 import numpy as np
-import torch
-from torch import Tensor
 
-from .eig import block_eigs, sort_by_real
+from .order import group_sums, sort_by_real
 
 METHODS = ("rank", "quantile")
 
@@ -30,37 +28,42 @@ def band_names(n: int) -> list[str]:
     return ["low", "mid", "high"] if n == 3 else [f"band{i}" for i in range(n)]
 
 
-def assign_bands(values: Tensor, pair_id: Tensor, n: int, method: str = "rank") -> tuple[Tensor, Tensor]:
+def assign_bands(values: np.ndarray, pair_id: np.ndarray, n: int,
+                 method: str = "rank") -> tuple[np.ndarray, np.ndarray]:
     """Band of every mode (..., m) of sorted eigenvalues, and the thresholds (n - 1,) (NaN for rank)."""
     band_names(n)
-    re = values.real.abs().double()
+    re = np.abs(values.real).astype(np.float64)
     if method == "rank":
-        size = torch.zeros_like(re).scatter_add(-1, pair_id, torch.ones_like(re))
-        centre = (torch.cumsum(size, -1) - size / 2).gather(-1, pair_id)
-        band = torch.floor(centre * n / values.shape[-1]).long().clamp(max=n - 1)
-        return band, torch.full((n - 1,), float("nan"), dtype=torch.float64)
+        size = group_sums(np.ones_like(re), pair_id)
+        centre = np.take_along_axis(np.cumsum(size, -1) - size / 2, pair_id, -1)
+        band = np.floor(centre * n / values.shape[-1]).astype(np.int64)
+        return np.minimum(band, n - 1), np.full(n - 1, np.nan)
     if method == "quantile":
-        edges = torch.from_numpy(np.quantile(re.flatten().numpy(), np.arange(1, n) / n)).double()
-        return torch.searchsorted(edges, re.contiguous()), edges
+        edges = np.quantile(re.ravel(), np.arange(1, n) / n)
+        return np.searchsorted(edges, re), edges
     raise ValueError(f"unknown band method '{method}'; choose one of: {', '.join(METHODS)}")
 
 
-def block_modes(alpha: Tensor, beta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def block_modes(alpha: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Modes of one level's block generators, sorted by |Re| per location.
 
-    alpha, beta: (K, H, W) as stored by KoopmanGenerators. Returns eigenvalues (H, W, 2K)
-    complex128, group ids (H, W, 2K) numbered in order, and the block k (latent channels
-    2k, 2k+1) of every mode.
+    alpha, beta: (K, H, W) as stored by KoopmanGenerators. Block k has the eigenvalues
+    alpha_k + i beta_k, alpha_k - i beta_k (one group, as in ``eig.block_eigs``). Returns
+    eigenvalues (H, W, 2K) complex128, group ids (H, W, 2K) numbered in order, and the block
+    k (latent channels 2k, 2k+1) of every mode.
     """
-    eig = block_eigs(alpha.detach().double().permute(1, 2, 0), beta.detach().double().permute(1, 2, 0))
-    order = sort_by_real(eig.values, eig.pair_id)
-    pair = torch.arange(order.shape[-1]).div(2, rounding_mode="floor").expand(order.shape)
-    return eig.values.gather(-1, order), pair, eig.pair_id.gather(-1, order)
+    lam = np.empty(np.shape(alpha)[1:] + np.shape(alpha)[:1], np.complex128)
+    lam.real, lam.imag = np.moveaxis(alpha, 0, -1), np.moveaxis(beta, 0, -1)
+    values = np.stack((lam, lam.conj()), -1).reshape(*lam.shape[:-1], -1)
+    ids = np.broadcast_to(np.arange(values.shape[-1]) // 2, values.shape)  # blocks; groups once sorted
+    order = sort_by_real(values, ids)
+    return np.take_along_axis(values, order, -1), ids, np.take_along_axis(ids, order, -1)
 
 
-def channel_bands(alpha: Tensor, beta: Tensor, n: int, method: str = "rank") -> Tensor:
+def channel_bands(alpha: np.ndarray, beta: np.ndarray, n: int, method: str = "rank") -> np.ndarray:
     """Band of every latent channel (2K, H, W) of one level: both channels of a block share it."""
     values, pair, block = block_modes(alpha, beta)
     band, _ = assign_bands(values, pair, n, method)
-    per_block = torch.zeros_like(band[..., ::2]).scatter_(-1, block[..., ::2], band[..., ::2])
-    return per_block.repeat_interleave(2, -1).permute(2, 0, 1)
+    per_block = np.zeros_like(band[..., ::2])
+    np.put_along_axis(per_block, block[..., ::2], band[..., ::2], -1)
+    return np.moveaxis(np.repeat(per_block, 2, -1), -1, 0)

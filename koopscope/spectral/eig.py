@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from . import order
+
 
 class Eig(NamedTuple):
     """Eigenvalues (..., n), eigenvectors as columns (..., n, n), conjugate group ids (..., n)."""
@@ -64,46 +66,27 @@ def dense_eigs(A: Tensor | np.ndarray) -> Eig:
     if not np.isfinite(a).all():
         raise ValueError("generator contains NaN or infinite entries")
     w, v = np.linalg.eig(a)
-    values = torch.from_numpy(w.astype(np.complex128))
-    vectors = torch.from_numpy(v.astype(np.complex128))
+    values, vectors = w.astype(np.complex128), v.astype(np.complex128)
     first = values.imag > 0
-    second = torch.zeros_like(first)
+    second = np.zeros_like(first)
     second[..., 1:] = first[..., :-1]
     paired = values[..., 1:][first[..., :-1]] == values[..., :-1][first[..., :-1]].conj()
     if first[..., -1].any() or not paired.all():
         raise RuntimeError("eig did not return adjacent conjugate pairs")
-    pair_id = torch.cumsum(~second, -1) - 1
-    order = sort_by_real(values, pair_id)
-    values = values.gather(-1, order)
-    vectors = vectors.gather(-1, order.unsqueeze(-2).expand_as(vectors))
-    pair_id = pair_id.gather(-1, order)
-    new_group = torch.ones_like(first)
+    pair_id = np.cumsum(~second, -1) - 1
+    idx = order.sort_by_real(values, pair_id)
+    values = np.take_along_axis(values, idx, -1)
+    vectors = np.take_along_axis(vectors, idx[..., None, :], -1)
+    pair_id = np.take_along_axis(pair_id, idx, -1)
+    new_group = np.ones_like(first)
     new_group[..., 1:] = pair_id[..., 1:] != pair_id[..., :-1]
-    return Eig(values.to(device), vectors.to(device), (torch.cumsum(new_group, -1) - 1).to(device))
-
-
-def _group_mean(x: Tensor, pair_id: Tensor) -> Tensor:
-    """Mean of x over each mode's group, broadcast back to the modes."""
-    total = torch.zeros_like(x).scatter_add(-1, pair_id, x)
-    count = torch.zeros_like(x).scatter_add(-1, pair_id, torch.ones_like(x))
-    return (total / count.clamp(min=1)).gather(-1, pair_id)
+    return Eig(*(torch.from_numpy(x).to(device) for x in (values, vectors, np.cumsum(new_group, -1) - 1)))
 
 
 def sort_by_real(values: Tensor, pair_id: Tensor) -> Tensor:
-    """Indices (..., n) ordering modes by |Re| ascending, groups kept contiguous.
-
-    Ties are broken by |Im|, then by Re, then by group; within a pair the mode with positive
-    imaginary part comes first.
-    """
-    values, pair_id = torch.broadcast_tensors(values, pair_id)
-    re = _group_mean(values.real, pair_id)
-    im = _group_mean(values.imag.abs(), pair_id)
-    keys = [re.abs(), im, re, pair_id.to(re.dtype), -values.imag]  # most significant first
-    order = torch.arange(values.shape[-1], device=values.device).expand(values.shape)
-    for key in reversed(keys):
-        idx = torch.sort(key.gather(-1, order), dim=-1, stable=True).indices
-        order = order.gather(-1, idx)
-    return order
+    """``order.sort_by_real`` on tensors: indices (..., n) ordering modes by |Re|, groups contiguous."""
+    idx = order.sort_by_real(values.detach().cpu().numpy(), pair_id.cpu().numpy())
+    return torch.from_numpy(idx).to(values.device)
 
 
 def close_mask(mask: Tensor, pair_id: Tensor) -> Tensor:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import xarray as xr
 from torch import Tensor
@@ -61,15 +62,21 @@ class DenseBasis:
         return c2.new_zeros(z.shape[0], n).index_add_(1, self.band.flatten(), c2.flatten(1))
 
 
+def _numpy(t: Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy()
+
+
 def level_bases(model: HKD, bands: int = 3, method: str = "rank", path: str = "block") -> list:
     """One basis per level with the spectrum's band assignment (same ``bands`` / ``method``)."""
     out = []
     for g in model.koopman.levels:
         if path == "block":
-            out.append(BlockBasis(channel_bands(g.alpha * g.enabled, g.beta * g.enabled, bands, method)))
+            band = channel_bands(_numpy(g.alpha * g.enabled), _numpy(g.beta * g.enabled), bands, method)
+            out.append(BlockBasis(torch.from_numpy(band)))
         elif path == "dense":
             eig = dense_eigs(g.dense())
-            out.append(DenseBasis(eig, assign_bands(eig.values, eig.pair_id, bands, method)[0]))
+            band = assign_bands(_numpy(eig.values), _numpy(eig.pair_id), bands, method)[0]
+            out.append(DenseBasis(eig, torch.from_numpy(band)))
         else:
             raise ValueError(f"unknown path '{path}'; choose block or dense")
     return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from ..diffusion.precond import SIGMA_DATA
+from ..diffusion.config import SIGMA_DATA
 from ..io.figures import pyplot as _pyplot
 from .spectrum import level_view
 

@@ -19,33 +19,41 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-import torch
 import xarray as xr
-from torch import Tensor
+from safetensors import SafetensorError, safe_open
 
 from .. import __version__
-from ..diffusion.precond import SIGMA_MAX, SIGMA_MIN
+from ..diffusion.config import SIGMA_MAX, SIGMA_MIN
 from ..errors import CheckpointError
-from ..hkd.koopman import HierarchicalKoopman, delta_tau
-from ..hkd.model import HKD, HKDConfig
-from ..hkd.task import KIND
-from ..io.checkpoint import read_meta
+from ..hkd.config import KIND, HKDConfig, delta_tau
+from ..io.meta import read_meta
 from .bands import METHODS, assign_bands, band_names, block_modes
-from .eig import dense_eigs
+
+if TYPE_CHECKING:
+    from ..hkd.koopman import HierarchicalKoopman
+    from ..hkd.model import HKD
 
 TIME_CONVENTIONS = {"log": "generator acts on tau = ln(sigma)", "sigma": "generator acts on tau = sigma"}
 MODE_DIMS = ("level", "y", "x", "mode")
 
 
+class Generators(NamedTuple):
+    """One level's block generators alpha, beta (K, H, W) and whether the level evolves."""
+
+    alpha: np.ndarray
+    beta: np.ndarray
+    enabled: bool
+
+
 class LevelModes(NamedTuple):
     """Sorted eigenvalues (H, W, n), contiguous group ids, block of each mode (None: dense)."""
 
-    values: Tensor
-    pair: Tensor
-    block: Tensor | None
+    values: np.ndarray
+    pair: np.ndarray
+    block: np.ndarray | None
 
 
 def checkpoint_attrs(path: str | Path) -> dict:
@@ -57,46 +65,57 @@ def checkpoint_attrs(path: str | Path) -> dict:
     return {"checkpoint": str(path), "checkpoint_sha256": h.hexdigest()}
 
 
-def load_generators(path: str | Path) -> tuple[HierarchicalKoopman, HKDConfig]:
-    """The Koopman generators of an HKD checkpoint (EMA weights), read without the network's weights."""
-    from safetensors import SafetensorError, safe_open
+def load_generators(path: str | Path) -> tuple[list[Generators], HKDConfig]:
+    """The Koopman generators of an HKD checkpoint (EMA weights), read without torch or the network's weights.
 
+    A level evolves as in ``HKD``: Koopman on and the level active (hierarchy off: the bottleneck only).
+    """
     meta = read_meta(path)
     if meta["kind"] != KIND:
         raise CheckpointError(f"{path} is a '{meta['kind']}' checkpoint; this needs an HKD checkpoint "
                               "(train one with `koopscope train hkd`)")
     cfg = HKDConfig.from_dict(meta["config"]["model"])
-    with torch.device("meta"):
-        koopman = HKD(cfg).koopman
-    koopman.to_empty(device="cpu")
+    shapes = {f"levels.{i}.{p}": (d // 2, h, w) for i, (d, h, w) in enumerate(cfg.unet.level_shapes())
+              for p in ("alpha", "beta")}
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="numpy") as f:
             keys = list(f.keys())
             part = "ema" if any(k.startswith("ema.") for k in keys) else "model"
             head = f"{part}.koopman."
-            koopman.load_state_dict({k[len(head):]: f.get_tensor(k) for k in keys if k.startswith(head)})
-    except (RuntimeError, OSError, ValueError, SafetensorError) as e:
+            tensors = {k[len(head):]: f.get_tensor(k) for k in keys if k.startswith(head)}
+    except (OSError, ValueError, SafetensorError) as e:
         raise CheckpointError(f"{path}: no readable Koopman generators ({str(e).splitlines()[0]})") from None
-    return koopman.requires_grad_(False), cfg
+    found = {k: t.shape for k, t in tensors.items()}
+    if wrong := sorted(k for k in shapes.keys() | found.keys() if shapes.get(k) != found.get(k)):
+        raise CheckpointError(f"{path}: Koopman generators do not match the stored config ({', '.join(wrong)})")
+    enabled = [cfg.koopman and active for active in cfg.active_levels()]
+    return [Generators(tensors[f"levels.{i}.alpha"], tensors[f"levels.{i}.beta"], on)
+            for i, on in enumerate(enabled)], cfg
 
 
 def spectrum(source: HKD | HierarchicalKoopman | str | Path, bands: int = 3, method: str = "rank",
              attrs: dict | None = None) -> xr.Dataset:
     """Spectrum of an HKD model, its generators, or an HKD checkpoint, on the exact block path.
 
-    Disabled levels (Koopman off, hierarchy off) report the operator actually applied: zero.
+    A checkpoint is read without torch. Disabled levels (Koopman off, hierarchy off) report the
+    operator actually applied: zero.
     """
     attrs = dict(attrs or {})
     if isinstance(source, str | Path):
-        koopman, cfg = load_generators(source)
+        levels, cfg = load_generators(source)
+        time = cfg.time
         attrs = {**checkpoint_attrs(source), **attrs}
     else:
+        from ..hkd.model import HKD
+
         cfg = source.cfg if isinstance(source, HKD) else None
         koopman = source.koopman if isinstance(source, HKD) else source
+        levels = [Generators(g.alpha.detach().cpu().numpy(), g.beta.detach().cpu().numpy(), g.enabled)
+                  for g in koopman.levels]
+        time = koopman.time
     sigmas = (cfg.sigma_min, cfg.sigma_max) if cfg else (SIGMA_MIN, SIGMA_MAX)
-    levels = [LevelModes(*block_modes(g.alpha * g.enabled, g.beta * g.enabled)) for g in koopman.levels]
-    active = [g.enabled for g in koopman.levels]
-    return _assemble(levels, koopman.time, bands, method, *sigmas, active, {"path": "block", **attrs})
+    modes = [LevelModes(*block_modes(g.alpha * g.enabled, g.beta * g.enabled)) for g in levels]
+    return _assemble(modes, time, bands, method, *sigmas, [g.enabled for g in levels], {"path": "block", **attrs})
 
 
 def spectrum_from_dense(A, bands: int = 3, method: str = "rank", time: str = "log", sigma_min: float = SIGMA_MIN,
@@ -106,12 +125,14 @@ def spectrum_from_dense(A, bands: int = 3, method: str = "rank", time: str = "lo
     ``A``: one level as (n, n), (B, n, n) (laid out along x) or (h, w, n, n); or a list of
     such arrays, one per level (``HierarchicalKoopman.dense()`` gives one).
     """
+    from .eig import dense_eigs
+
     levels = []
     for a in A if isinstance(A, list | tuple) else [A]:
         if not 2 <= a.ndim <= 4:
             raise ValueError(f"expected a generator of shape (n, n), (B, n, n) or (h, w, n, n), got {tuple(a.shape)}")
         eig = dense_eigs(a.reshape((1,) * (4 - a.ndim) + tuple(a.shape)))
-        levels.append(LevelModes(eig.values.cpu(), eig.pair_id.cpu(), None))
+        levels.append(LevelModes(eig.values.cpu().numpy(), eig.pair_id.cpu().numpy(), None))
     return _assemble(levels, time, bands, method, sigma_min, sigma_max, [True] * len(levels),
                      {"path": "dense", **(attrs or {})})
 
@@ -133,7 +154,7 @@ def _assemble(levels: list[LevelModes], time: str, n: int, method: str, sigma_mi
         eig[i, :h, :w, :m], pair[i, :h, :w, :m], band[i, :h, :w, :m] = lm.values, lm.pair, b
         if lm.block is not None:
             block[i, :h, :w, :m] = lm.block
-    dtau = float(delta_tau(sigma_max, sigma_min, time))
+    dtau = delta_tau(float(sigma_max), float(sigma_min), time)
     rate = np.abs(eig.real)
     with np.errstate(divide="ignore", over="ignore"):
         half_life, growth = np.log(2) / rate, np.exp(eig.real * dtau)

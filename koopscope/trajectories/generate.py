@@ -18,7 +18,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ..diffusion.precond import SIGMA_MAX, SIGMA_MIN
+from ..diffusion.config import SIGMA_MAX, SIGMA_MIN
 from ..diffusion.samplers import SAMPLERS, karras_sigmas, seeded_noise
 from ..diffusion.teacher import load_teacher
 from ..errors import KoopscopeError

@@ -1,0 +1,53 @@
+"""HKD's config, checkpoint kind and time axis, without torch (``koopscope spectrum`` reads with these alone)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from ..diffusion.config import SIGMA_MAX, SIGMA_MIN, UNetConfig
+
+KIND = "hkd"
+TIME_KINDS = ("sigma", "log")
+
+
+@dataclass
+class HKDConfig:
+    unet: UNetConfig
+    time: str = "log"             # what the generators act on: "log" (ln sigma) or "sigma"
+    encoder_time: str = "blind"   # "sigma" | "blind" (default: observables of x alone, method.md 3b)
+    koopman: bool = True          # Koopman evolution on (off = identity for every level)
+    hierarchy: bool = True        # all levels evolve (off = only the bottleneck)
+    sigma_min: float = SIGMA_MIN
+    sigma_max: float = SIGMA_MAX
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["unet"] = self.unet.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> HKDConfig:
+        return cls(**{**d, "unet": UNetConfig.from_dict(d["unet"])})
+
+    def active_levels(self) -> list[bool]:
+        """Per level (bottleneck last), whether it carries dynamics: all, or only the bottleneck."""
+        n = len(self.unet.level_shapes())
+        return [self.hierarchy or i == n - 1 for i in range(n)]
+
+
+def tau(sigma, kind: str = "log", log=math.log):
+    """Koopman time of noise level ``sigma``: ln sigma ("log") or sigma itself ("sigma").
+
+    ``log`` takes the logarithm: math.log for floats, torch.log for tensors (``koopman.tau``).
+    """
+    if kind == "sigma":
+        return sigma
+    if kind == "log":
+        return log(sigma)
+    raise ValueError(f"unknown time kind {kind!r}; expected one of {TIME_KINDS}")
+
+
+def delta_tau(sigma_from: float, sigma_to: float, kind: str = "log") -> float:
+    """dt = tau(sigma_to) - tau(sigma_from) for float noise levels (``koopman.delta_tau`` for tensors)."""
+    return tau(sigma_to, kind) - tau(sigma_from, kind)
