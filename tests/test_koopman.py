@@ -175,6 +175,23 @@ def test_precomputed_equals_propagate():
     torch.testing.assert_close(apply_precomputed(z, gen.precompute(dts)), gen.propagate(z, dts))
 
 
+@pytest.mark.parametrize("dt", [-10.6, torch.tensor([-1.0, 0.3], dtype=torch.float64)])
+def test_no_grad_path_equals_autograd_path(dt):
+    """Sampling (no autograd, one preallocated output) and training (autograd) propagate alike."""
+    gen = random_gen()
+    z = randz(gen)
+    with_grad = gen.propagate(z, dt)
+    assert with_grad.requires_grad
+    with torch.no_grad():
+        without = gen.propagate(z, dt)
+        single = gen.propagate(z[:1], dt if isinstance(dt, float) else dt[:1])
+    ref = with_grad.detach()
+    tol = {"rtol": 1e-12, "atol": 1e-12 * float(ref.abs().max())}   # fused multiply-add rounds differently
+    torch.testing.assert_close(without, ref, **tol)
+    torch.testing.assert_close(single, ref[:1], **tol)
+    assert without.shape == z.shape and without.is_contiguous()
+
+
 def _hier(active=None, enabled=True):
     shapes = [(4, 4, 4), (6, 2, 2), (8, 1, 1)]
     hk = HierarchicalKoopman(shapes, active=active, enabled=enabled).double()

@@ -53,12 +53,22 @@ class Factors(NamedTuple):
 
 
 def apply_precomputed(z: Tensor, factors: Factors) -> Tensor:
-    """Apply precomputed factors to z of shape (B, dim, H, W); no trigonometry involved."""
+    """Apply precomputed factors to z of shape (B, dim, H, W); no trigonometry involved.
+
+    Without autograd the rotation is written into one preallocated output (four fused passes, no
+    temporaries): it is all the one-step sampler does beyond the encoder and decoder.
+    """
     pairs = z.unflatten(1, (z.shape[1] // 2, 2))
     z0, z1 = pairs[:, :, 0], pairs[:, :, 1]
-    re, im = factors
-    out = torch.stack((re * z0 - im * z1, im * z0 + re * z1), dim=2)
-    return out.flatten(1, 2).to(z.dtype)
+    re, im = (f.to(z.dtype) for f in factors)
+    if torch.is_grad_enabled() and (z.requires_grad or re.requires_grad):
+        return torch.stack((re * z0 - im * z1, im * z0 + re * z1), dim=2).flatten(1, 2)
+    shape = torch.broadcast_shapes(re.shape, z0.shape)
+    out = z.new_empty((*shape[:2], 2, *shape[2:]))
+    o0, o1 = out[:, :, 0], out[:, :, 1]
+    torch.mul(re, z0, out=o0).addcmul_(im, z1, value=-1)
+    torch.mul(im, z0, out=o1).addcmul_(re, z1)
+    return out.flatten(1, 2)
 
 
 class KoopmanGenerators(nn.Module):
