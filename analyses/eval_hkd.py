@@ -4,7 +4,8 @@ both against the dataset, and trajectory fidelity of the decoded closed-form sta
     python analyses/eval_hkd.py --hkd runs/hkd-fashion/model.safetensors \
         --trajectories runs/traj-fashion --count 5000 [--ref fashion:train] [--threads 1]
 
-The teacher's samples are the final states of the trajectory store (Heun, seeds 0..COUNT-1).
+The teacher's samples are the final states of the trajectory store (Heun, seeds 0..COUNT-1); their
+Inception features are cached beside the data references.
 HKD samples use held-out seeds (--seed, default 1_000_000): none of them was seen in training.
 The headline is FID(HKD vs data) / FID(teacher vs data); FID(HKD vs teacher samples) is the
 distillation gap. Writes analyses/results/eval_hkd.json.
@@ -25,6 +26,22 @@ ROOT = Path(__file__).resolve().parent.parent
 def store_finals(store, count: int, batch: int):
     for i in range(0, count, batch):
         yield torch.stack([store[j][-1] for j in range(i, min(i + batch, count))]).clamp(-1, 1)
+
+
+def teacher_reference(store, count: int, ext, batch: int, progress: bool) -> dict:
+    """Inception features of the store's first `count` final states, cached like the data references."""
+    from koopscope.metrics import cache_dir, load_reference
+    from koopscope.metrics.reference import save_reference
+
+    m = store.manifest
+    meta = {"name": "teacher-samples", "teacher_sha256": m["teacher_sha256"], "solver": m["solver"],
+            "steps": m["steps"], "seeds": [int(store.seeds[0]), int(store.seeds[count - 1])], "count": count,
+            "net": ext.id}
+    path = cache_dir() / f"teacher-samples-{m['teacher_sha256'][:12]}-{m['solver']}{m['steps']}-n{count}-{ext.id}.npz"
+    if path.is_file():
+        return load_reference(path)
+    feats = ext(torch.cat(list(store_finals(store, count, batch))), progress=progress)
+    return save_reference(path, feats, meta)
 
 
 def hkd_samples(model, count: int, seed: int, batch: int):
@@ -53,9 +70,9 @@ def main() -> None:
     from koopscope.hkd.task import load_hkd
     from koopscope.io.atomic import write_json
     from koopscope.metrics import InceptionFeatures, evaluate
-    from koopscope.metrics.fid import stats
     from koopscope.metrics.samples import load_ref
     from koopscope.trajectories import TrajectoryStore
+    from koopscope.trajectories.generate import sha256
 
     t0 = time.perf_counter()
     model, meta = load_hkd(args.hkd)
@@ -65,17 +82,15 @@ def main() -> None:
     size = store.image_shape[-1]
     data_ref = load_ref(args.ref, count, size, ext, args.progress)
 
-    teacher_feats = ext(torch.cat(list(store_finals(store, count, args.batch))), progress=args.progress)
-    mu, sigma = stats(teacher_feats)
-    teacher_ref = {"mu": mu, "sigma": sigma, "features": teacher_feats,
-                   "meta": {"name": "teacher-samples", "count": count, "net": ext.id}}
-    teacher_vs_data = evaluate(teacher_feats, data_ref)
+    teacher_ref = teacher_reference(store, count, ext, args.batch, args.progress)
+    teacher_vs_data = evaluate(teacher_ref["features"], data_ref)
     hkd_feats = ext(torch.cat(list(hkd_samples(model, count, args.seed, args.batch))), progress=args.progress)
     hkd_vs_data = evaluate(hkd_feats, data_ref)
     hkd_vs_teacher = evaluate(hkd_feats, teacher_ref)
 
     result = {
-        "hkd": str(args.hkd), "hkd_step": meta["provenance"].get("step"), "trajectories": str(args.trajectories),
+        "hkd": str(args.hkd), "hkd_step": meta["provenance"].get("step"), "hkd_sha256": sha256(args.hkd),
+        "trajectories": str(args.trajectories),
         "count": count, "hkd_seeds": [args.seed, args.seed + count - 1], "reference": args.ref,
         "teacher_vs_data": teacher_vs_data, "hkd_vs_data": hkd_vs_data, "hkd_vs_teacher": hkd_vs_teacher,
         "fid_ratio_hkd_over_teacher": hkd_vs_data["fid"] / teacher_vs_data["fid"],
