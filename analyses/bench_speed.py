@@ -54,6 +54,7 @@ def hkd_runs(path: Path, seeds: list[int]) -> tuple[dict, dict]:
 
     model, _ = load_hkd(path)
     cfg = model.cfg
+    label = path.parent.name if path.stem == "model" else path.stem   # the run folder, or a shipped file
     shape = (cfg.unet.img_channels, cfg.unet.resolution, cfg.unet.resolution)
 
     @torch.no_grad()
@@ -61,9 +62,9 @@ def hkd_runs(path: Path, seeds: list[int]) -> tuple[dict, dict]:
         x_T = seeded_noise(seeds, shape) * cfg.sigma_max
         model.decode(model.encode(x_T, cfg.sigma_max), cfg.sigma_min)
 
-    sampler = {"name": f"HKD one step ({path.parent.name})", "model": str(path), "solver": "one_step", "steps": 1,
+    sampler = {"name": f"HKD one step ({label})", "model": str(path), "solver": "one_step", "steps": 1,
                "nfe": 1, "fn": lambda: one_step(model, seeds, batch=len(seeds))}
-    return sampler, {"name": f"HKD encoder+decoder ({path.parent.name})", "model": str(path), "fn": encdec}
+    return sampler, {"name": f"HKD encoder+decoder ({label})", "model": str(path), "fn": encdec}
 
 
 def measure(runs: list[dict], repeats: int) -> None:
