@@ -38,6 +38,7 @@ def main() -> None:
     ap.add_argument("model", type=Path, help="the run's model.safetensors")
     ap.add_argument("--teacher", type=Path, default=ROOT / "checkpoints/teacher-fashion.safetensors")
     ap.add_argument("--eval", type=Path, default=ROOT / "analyses/results/eval_hkd.json")
+    ap.add_argument("--note", default=None, help="anything else a user should know about how it was made")
     args = ap.parse_args()
 
     meta, teacher = read_meta(args.model), read_meta(args.teacher)
@@ -45,7 +46,7 @@ def main() -> None:
     if prov["teacher_sha256"] != sha256(args.teacher):
         raise SystemExit(f"error: {args.model} was distilled from another teacher than {args.teacher}")
     ev = json.loads(args.eval.read_text())
-    if Path(ev["hkd"]).resolve() != args.model.resolve() or ev["hkd_step"] != prov["step"]:
+    if ev.get("hkd_sha256") != sha256(args.model):
         raise SystemExit(f"error: {args.eval} evaluates {ev['hkd']} at step {ev['hkd_step']}, not this model")
     name = f"hkd-{prov['preset']}"
     dest = ROOT / "koopscope" / "models" / f"{name}.safetensors"
@@ -69,6 +70,7 @@ def main() -> None:
                 "hkd_vs_data": ev["hkd_vs_data"]["fid"], "teacher_35nfe_vs_data": ev["teacher_vs_data"]["fid"],
                 "ratio": ev["fid_ratio_hkd_over_teacher"], "hkd_vs_teacher_samples": ev["hkd_vs_teacher"]["fid"],
                 "kid_hkd_vs_data": ev["hkd_vs_data"]["kid_mean"]},
+        **({"note": args.note} if args.note else {}),
     })
     print(f"wrote {dest} and {dest.with_suffix('.json')}")
 
