@@ -95,15 +95,23 @@ def in_child(what: str, arg: str, threads: int, repeats: int) -> dict:
             "rss_before_mib": max(r["rss_before_kib"] for r in runs) / 1024, "modes": runs[0]["modes"]}
 
 
-def wall(cmd: list[str], threads: int, repeats: int) -> float:
-    """Median wall seconds of a command in a fresh process."""
+# Runs argv[1:] and prints its peak RSS (KiB): a fresh parent, so no other child's peak counts.
+PEAK = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, capture_output=True); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+
+
+def wall(cmd: list[str], threads: int, repeats: int) -> tuple[float, float]:
+    """Median wall seconds of a command in a fresh process, and its largest peak RSS in MiB."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    runs = []
+    runs, peaks = [], []
     for _ in range(repeats):
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT, env=env)
         runs.append(time.perf_counter() - t0)
-    return statistics.median(runs)
+        out = subprocess.run([sys.executable, "-c", PEAK, *cmd], check=True, capture_output=True, text=True,
+                             cwd=ROOT, env=env)
+        peaks.append(int(out.stdout) / 1024)
+    return statistics.median(runs), max(peaks)
 
 
 def cifar_spectrum(threads: int, repeats: int, dense: bool) -> dict:
@@ -111,8 +119,8 @@ def cifar_spectrum(threads: int, repeats: int, dense: bool) -> dict:
         ckpt = str(cifar_generators(Path(d) / "hkd-cifar10-generators.safetensors"))
         res = {k: in_child(k, ckpt, threads, repeats) for k in ("spectrum", "summary")}
         cli = [str(Path(sys.executable).with_name("koopscope")), "spectrum", ckpt]
-        res["command_s"] = wall(cli, threads, repeats)
-        res["imports_s"] = wall([sys.executable, "-c", IMPORTS], threads, repeats)
+        res["command_s"], res["command_peak_rss_mib"] = wall(cli, threads, repeats)
+        res["imports_s"], _ = wall([sys.executable, "-c", IMPORTS], threads, repeats)
     if dense:
         res["dense_1569"] = in_child("dense", "-", threads, 1)
     return res
@@ -210,8 +218,8 @@ def main() -> None:
         v = a[k]
         print(f"CIFAR-10 size {k}: {v['seconds']:.3f} s (median of {args.repeats} fresh processes), peak RSS "
               f"{v['peak_rss_mib']:.0f} MiB ({v['rss_before_mib']:.0f} MiB before the call)")
-    print(f"`koopscope spectrum CKPT` end to end: {a['command_s']:.2f} s, of which {a['imports_s']:.2f} s is "
-          f"starting Python and importing xarray/rich (not torch)")
+    print(f"`koopscope spectrum CKPT` end to end: {a['command_s']:.2f} s, peak RSS {a['command_peak_rss_mib']:.0f} "
+          f"MiB; {a['imports_s']:.2f} s of it is starting Python and importing xarray/rich (not torch)")
     if "dense_1569" in a:
         d = a["dense_1569"]
         print(f"dense 1569x1569 generator: {d['seconds']:.2f} s, peak RSS {d['peak_rss_mib']:.0f} MiB")
