@@ -26,4 +26,5 @@ $K train hkd --preset fashion --trajectories $S --teacher $TEACHER --out $H --th
 $PY analyses/eval_hkd.py --hkd $H/model.safetensors --trajectories $S --count 5000 --threads "$TH" --no-progress
 $PY analyses/bench_speed.py --teacher $TEACHER --hkd $H/model.safetensors --threads "$TH"
 $PY analyses/ship_model.py $H/model.safetensors   # -> koopscope/models/hkd-fashion.{safetensors,json}
+$PY analyses/fig_hkd_samples.py --hkd $H/model.safetensors
 $PY analyses/spectrum_reading.py --hkd $H/model.safetensors --threads "$TH"
