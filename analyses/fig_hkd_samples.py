@@ -10,9 +10,9 @@ import argparse
 from pathlib import Path
 
 import torch
-from fig_teacher_samples import grid
+from fig_teacher_samples import finish, show
 
-from koopscope.io.figures import pyplot, save_figure
+from koopscope.io.figures import pyplot
 from koopscope.models import default_checkpoint
 from koopscope.sampling import sample_checkpoint
 
@@ -34,14 +34,8 @@ def main() -> None:
     for ax, (label, path) in zip(axes, [("teacher, Heun 18", args.teacher),
                                         ("HKD, one step", args.hkd or default_checkpoint()[0])]):
         x, nfe = sample_checkpoint(path, seeds)
-        g = grid((x.clamp(-1, 1) + 1) / 2, int(args.count**0.5))
-        ax.imshow(g[0].numpy() if g.shape[0] == 1 else g.permute(1, 2, 0).numpy(), cmap="gray", vmin=0, vmax=1)
-        ax.set_title(f"{label} ({nfe} NFE)")
-        ax.axis("off")
-    fig.suptitle(f"same initial noise, seeds {args.seed}..{seeds[-1]}")
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
-    save_figure(fig, args.out)
-    print(f"wrote {args.out}.png/.pdf")
+        show(ax, x, f"{label} ({nfe} NFE)")
+    finish(fig, f"same initial noise, seeds {args.seed}..{seeds[-1]}", args.out)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,21 @@ def grid(x: torch.Tensor, nrow: int) -> torch.Tensor:
     return x.reshape(c, (n // nrow) * h, nrow * w)
 
 
+def show(ax, x: torch.Tensor, title: str) -> None:
+    """Images in [-1, 1] as one square grid on ax."""
+    g = grid((x.clamp(-1, 1) + 1) / 2, int(len(x) ** 0.5))
+    ax.imshow(g[0].numpy() if g.shape[0] == 1 else g.permute(1, 2, 0).numpy(), cmap="gray", vmin=0, vmax=1)
+    ax.set_title(title)
+    ax.axis("off")
+
+
+def finish(fig, title: str, out: Path) -> None:
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    save_figure(fig, out)
+    print(f"wrote {out}.png/.pdf")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("teacher", type=Path)
@@ -34,14 +49,8 @@ def main() -> None:
     fig, axes = plt.subplots(1, len(SETTINGS), figsize=(4 * len(SETTINGS), 4.3))
     for ax, (label, steps, solver) in zip(axes, SETTINGS):
         x, nfe = sample_checkpoint(args.teacher, range(args.count), steps=steps, solver=solver)
-        g = grid((x + 1) / 2, int(args.count**0.5))
-        ax.imshow(g[0].numpy() if g.shape[0] == 1 else g.permute(1, 2, 0).numpy(), cmap="gray", vmin=0, vmax=1)
-        ax.set_title(f"{label} ({nfe} NFE)")
-        ax.axis("off")
-    fig.suptitle(f"EDM teacher samples, seeds 0..{args.count - 1}")
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
-    save_figure(fig, args.out)
-    print(f"wrote {args.out}.png/.pdf")
+        show(ax, x, f"{label} ({nfe} NFE)")
+    finish(fig, f"EDM teacher samples, seeds 0..{args.count - 1}", args.out)
 
 
 if __name__ == "__main__":
