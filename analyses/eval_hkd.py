@@ -69,10 +69,10 @@ def main() -> None:
     from koopscope.hkd.dynamics import dynamics_share, eigen_spread, trajectory_fidelity
     from koopscope.hkd.task import load_hkd
     from koopscope.io.atomic import write_json
+    from koopscope.io.meta import sha256
     from koopscope.metrics import InceptionFeatures, evaluate
     from koopscope.metrics.samples import load_ref
     from koopscope.trajectories import TrajectoryStore
-    from koopscope.trajectories.generate import sha256
 
     t0 = time.perf_counter()
     model, meta = load_hkd(args.hkd)

@@ -30,8 +30,8 @@ NAMES = [f"{solver}{steps}" for solver, steps in SAMPLERS]
 def store_batches(path: Path, teacher: Path, count: int, seed: int, batch: int):
     """Final states of a trajectory store as the Heun-18 samples of seeds seed..seed+count-1, and its NFE."""
     from koopscope.errors import KoopscopeError
+    from koopscope.io.meta import sha256
     from koopscope.trajectories import TrajectoryStore
-    from koopscope.trajectories.generate import sha256
 
     store = TrajectoryStore(path)
     m = store.manifest

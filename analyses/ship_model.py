@@ -10,19 +10,14 @@ teacher checkpoint), the steps, the final losses and the measured FID (from eval
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 from pathlib import Path
 
 from koopscope.io.atomic import atomic_path, write_json
-from koopscope.io.checkpoint import read_meta
+from koopscope.io.meta import read_meta, sha256
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def final_losses(run: Path, last: int = 100) -> dict:

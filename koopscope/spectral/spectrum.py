@@ -17,7 +17,6 @@ convention, sigma range, band method and, for checkpoints, path and sha256.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -29,7 +28,7 @@ from .. import __version__
 from ..diffusion.config import SIGMA_MAX, SIGMA_MIN
 from ..errors import CheckpointError
 from ..hkd.config import KIND, HKDConfig, delta_tau
-from ..io.meta import read_meta
+from ..io.meta import read_meta, sha256
 from .bands import METHODS, assign_bands, band_names, block_modes
 
 if TYPE_CHECKING:
@@ -58,11 +57,7 @@ class LevelModes(NamedTuple):
 
 def checkpoint_attrs(path: str | Path) -> dict:
     """Path and sha256 of a checkpoint, for a Dataset's attrs."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return {"checkpoint": str(path), "checkpoint_sha256": h.hexdigest()}
+    return {"checkpoint": str(path), "checkpoint_sha256": sha256(path)}
 
 
 def load_generators(path: str | Path) -> tuple[list[Generators], HKDConfig]:

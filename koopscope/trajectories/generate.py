@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from ..diffusion.config import SIGMA_MAX, SIGMA_MIN
 from ..diffusion.samplers import SAMPLERS, karras_sigmas, seeded_noise
 from ..diffusion.teacher import load_teacher
 from ..errors import KoopscopeError
+from ..io.meta import sha256
 from ..train import distributed as D
 from . import store as S
 
@@ -39,14 +39,6 @@ class GenerateResult:
     @property
     def generated(self) -> int:
         return self.total - self.existing
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def integrate(net, seeds, shape: tuple[int, ...], sigmas: torch.Tensor, solver: str, out: np.ndarray,
