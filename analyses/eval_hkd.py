@@ -30,18 +30,19 @@ def store_finals(store, count: int, batch: int):
 
 def teacher_reference(store, count: int, ext, batch: int, progress: bool) -> dict:
     """Inception features of the store's first `count` final states, cached like the data references."""
-    from koopscope.metrics import cache_dir, load_reference
-    from koopscope.metrics.reference import save_reference
+    from koopscope.metrics import cache_dir
+    from koopscope.metrics.reference import cached_features
 
     m = store.manifest
     meta = {"name": "teacher-samples", "teacher_sha256": m["teacher_sha256"], "solver": m["solver"],
             "steps": m["steps"], "seeds": [int(store.seeds[0]), int(store.seeds[count - 1])], "count": count,
             "net": ext.id}
     path = cache_dir() / f"teacher-samples-{m['teacher_sha256'][:12]}-{m['solver']}{m['steps']}-n{count}-{ext.id}.npz"
-    if path.is_file():
-        return load_reference(path)
-    feats = ext(torch.cat(list(store_finals(store, count, batch))), progress=progress)
-    return save_reference(path, feats, meta)
+
+    def compute():
+        return ext(torch.cat(list(store_finals(store, count, batch))), progress=progress)
+
+    return cached_features(path, meta, compute)
 
 
 def hkd_samples(model, count: int, seed: int, batch: int):

@@ -68,8 +68,6 @@ def reference_features(
     data_hash = str(getattr(dataset, "hash", "") or "nohash")[:8]
     key = f"{dataset.name}-{dataset.split}-n{count}-r{resolution}-s{seed}-{data_hash}-{extractor.id}"
     path = cache_dir() / f"{key}.npz"
-    if cache and path.is_file():
-        return load_reference(path)
     meta = {
         "name": dataset.name,
         "split": dataset.split,
@@ -80,8 +78,19 @@ def reference_features(
         "seed": seed,
         "path": str(path) if cache else None,
     }
-    idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:count]
-    features = extractor(images[idx], progress=progress)
+
+    def compute():
+        idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:count]
+        return extractor(images[idx], progress=progress)
+
+    return cached_features(path, meta, compute, cache)
+
+
+def cached_features(path: Path, meta: dict, compute: Callable[[], np.ndarray], cache: bool = True) -> dict:
+    """The reference dict stored at ``path`` if there, else ``compute()``'s features, saved there when caching."""
+    if cache and path.is_file():
+        return load_reference(path)
+    features = compute()
     if cache:
         return save_reference(path, features, meta)
     mu, sigma = stats(features)
