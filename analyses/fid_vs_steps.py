@@ -34,12 +34,14 @@ def main() -> None:
     from koopscope.hkd.task import load_hkd
     from koopscope.metrics import evaluate, reference
 
-    rows = []
+    rows, refs = [], {}   # reference features per resolution, loaded once
     for path in args.checkpoints:
         model, meta = load_hkd(path)
-        ref = reference(args.ref, args.count, size=model.cfg.unet.resolution)
+        size = model.cfg.unet.resolution
+        if size not in refs:
+            refs[size] = reference(args.ref, args.count, size=size)
         x = one_step(model, range(args.seed, args.seed + args.count)).clamp(-1, 1)
-        s = evaluate(x, ref)
+        s = evaluate(x, refs[size])
         rows.append({"checkpoint": str(path), "step": meta["state"]["step"],
                      **{k: s[k] for k in ("fid", "kid_mean", "kid_std", "precision", "recall")}})
         print(f"step {rows[-1]['step']:>6}: FID {s['fid']:.2f}, KID {s['kid_mean'] * 1e3:.2f}e-3, "

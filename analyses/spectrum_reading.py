@@ -135,13 +135,14 @@ def main() -> None:
     from koopscope.models import default_checkpoint
     from koopscope.spectral import band_reconstructions, spectrum
     from koopscope.spectral.plots import plot_band_grid, plot_spectrum
+    from koopscope.spectral.spectrum import checkpoint_attrs
 
     torch.set_num_threads(args.threads)
     path = args.hkd or default_checkpoint()[0]
     name = (path.stem if path.parent.name == "models" else path.parent.name).removeprefix("hkd-")
     model, _ = load_hkd(path)
     cfg = model.cfg
-    ds = spectrum(path, method=args.method)
+    ds = spectrum(model, method=args.method, attrs=checkpoint_attrs(path))   # the loaded model: one read
     save_figure(plot_spectrum(ds), ROOT / f"figures/spectrum_{name}.png")
     seeds = range(args.seed, args.seed + args.count)
     sigmas = karras_sigmas(args.times, cfg.sigma_min, cfg.sigma_max, final_zero=False).tolist()
