@@ -139,13 +139,8 @@ def modes(
     method: Method = typer.Option(Method.rank, help="Band method (see `koopscope spectrum`)."),
 ):
     """Decode the Koopman trajectory from one spectral band (or all bands) at several times."""
-    from ..diffusion.samplers import karras_sigmas
     from ..errors import KoopscopeError
-    from ..hkd.task import load_hkd
-    from ..io.figures import save_figure
-    from ..spectral import band_names, band_reconstructions, save_spectrum
-    from ..spectral.plots import plot_band_grid
-    from ..spectral.spectrum import checkpoint_attrs
+    from ..spectral.bands import band_names
 
     _check_bands(bands)
     names = band_names(bands)
@@ -153,6 +148,14 @@ def modes(
         raise KoopscopeError(f"unknown band '{band}'; choose one of: {', '.join(names)}, all")
     if times < 1 or count < 1:
         raise KoopscopeError("--times and --count must be positive")
+
+    from ..diffusion.samplers import karras_sigmas  # torch: only once the options are known to be valid
+    from ..hkd.task import load_hkd
+    from ..io.figures import save_figure
+    from ..spectral import band_reconstructions, save_spectrum
+    from ..spectral.plots import plot_band_grid
+    from ..spectral.spectrum import checkpoint_attrs
+
     ckpt = _checkpoint(ckpt)
     model, _ = load_hkd(ckpt)
     if level is not None and not 0 <= level < model.levels:
