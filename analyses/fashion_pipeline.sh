@@ -8,7 +8,7 @@ TH=${1:-1}
 K=".venv/bin/koopscope"
 PY=".venv/bin/python"
 # The shipped teacher (checkpoints/) was made by the first command; set RETRAIN=1 to redo it.
-TEACHER=checkpoints/teacher-fashion.safetensors S=runs/traj-fashion H=runs/hkd-fashion
+TEACHER=koopscope/models/teacher-fashion.safetensors S=runs/traj-fashion H=runs/hkd-fashion
 
 resume() { [ -f "$1/checkpoint.safetensors" ] && echo --resume || true; }
 missing() { [ "${FORCE:-0}" = 1 ] || [ ! -f "$1" ]; }   # evaluations already saved are skipped (FORCE=1 redoes)

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--teacher", type=Path, default=ROOT / "checkpoints/teacher-fashion.safetensors")
+    ap.add_argument("--teacher", type=Path, default=ROOT / "koopscope/models/teacher-fashion.safetensors")
     ap.add_argument("--hkd", type=Path, default=None, help="HKD checkpoint (default: the shipped model)")
     ap.add_argument("--count", type=int, default=64)
     ap.add_argument("--seed", type=int, default=1_000_000, help="first seed (held out from HKD training)")

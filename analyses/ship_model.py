@@ -31,7 +31,7 @@ def final_losses(run: Path, last: int = 100) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", type=Path, help="the run's model.safetensors")
-    ap.add_argument("--teacher", type=Path, default=ROOT / "checkpoints/teacher-fashion.safetensors")
+    ap.add_argument("--teacher", type=Path, default=ROOT / "koopscope/models/teacher-fashion.safetensors")
     ap.add_argument("--eval", type=Path, default=ROOT / "analyses/results/eval_hkd.json")
     ap.add_argument("--note", default=None, help="anything else a user should know about how it was made")
     args = ap.parse_args()

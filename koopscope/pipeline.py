@@ -32,7 +32,8 @@ def teacher_task(preset: str, data_root: str | Path | None = None):
 
 def hkd_task(preset: str, trajectories: str | Path, teacher: str | Path | None = None,
              encoder_time: str | None = None, intermediate: float | None = None, distance: str | None = None,
-             times: int | None = None, koopman: bool = True, hierarchy: bool = True, consistency: bool = True):
+             times: int | None = None, koopman: bool = True, hierarchy: bool = True, consistency: bool = True,
+             latent: float | None = None, noise_estimate: str | None = None, init: str | Path | None = None):
     """(HKDTask, TrainConfig) for an HKD preset; unset choices come from the preset.
 
     With a teacher the student reuses the teacher's U-Net (whatever preset trained it) and its weights.
@@ -40,6 +41,7 @@ def hkd_task(preset: str, trajectories: str | Path, teacher: str | Path | None =
     from .diffusion.teacher import KIND
     from .diffusion.unet import UNetConfig
     from .errors import CheckpointError, KoopscopeError
+    from .hkd.config import NOISE_ESTIMATES
     from .hkd.loss import DISTANCES, HKDLossConfig
     from .hkd.model import ENCODER_TIMES, HKDConfig
     from .hkd.task import HKDTask
@@ -49,6 +51,9 @@ def hkd_task(preset: str, trajectories: str | Path, teacher: str | Path | None =
 
     p = hkd_preset(preset)
     encoder_time, distance = encoder_time or p.encoder_time, distance or p.distance
+    noise_estimate = noise_estimate or p.noise_estimate
+    if noise_estimate not in NOISE_ESTIMATES:
+        raise KoopscopeError(f"--noise-estimate must be one of: {', '.join(NOISE_ESTIMATES)}")
     if encoder_time not in ENCODER_TIMES:
         raise KoopscopeError(f"--encoder-time must be one of: {', '.join(ENCODER_TIMES)}")
     if distance not in DISTANCES:
@@ -60,11 +65,13 @@ def hkd_task(preset: str, trajectories: str | Path, teacher: str | Path | None =
             raise CheckpointError(f"--teacher {teacher} is a '{meta['kind']}' checkpoint; HKD is initialised "
                                   "from a teacher checkpoint (`koopscope train teacher`)")
         unet = UNetConfig.from_dict(meta["config"]["unet"])
-    model = HKDConfig(unet, time=p.time, encoder_time=encoder_time, koopman=koopman, hierarchy=hierarchy)
+    model = HKDConfig(unet, time=p.time, encoder_time=encoder_time, noise_estimate=noise_estimate,
+                      koopman=koopman, hierarchy=hierarchy)
     loss = HKDLossConfig(distance=distance, consistency=consistency,
-                         intermediate=p.intermediate if intermediate is None else intermediate)
+                         intermediate=p.intermediate if intermediate is None else intermediate,
+                         latent=p.latent if latent is None else latent)
     task = HKDTask(model, loss, TrajectoryStore(trajectories), times or p.times,
-                   teacher=None if teacher is None else str(teacher))
+                   teacher=None if teacher is None else str(teacher), init=None if init is None else str(init))
     return task, p.train
 
 

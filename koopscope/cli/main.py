@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import demo, fid, sample, spectral, train, trajectories
+from . import consistency, demo, fid, sample, spectral, train, trajectories
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="koopscope: Hierarchical Koopman Diffusion — train, sample, and read the spectrum.")
@@ -16,6 +16,7 @@ app.command("sample", rich_help_panel=EVALUATE)(sample.sample)
 app.command("fid", rich_help_panel=EVALUATE)(fid.fid)
 app.command("spectrum", rich_help_panel=ANALYSE)(spectral.spectrum)
 app.command("modes", rich_help_panel=ANALYSE)(spectral.modes)
+app.command("consistency", rich_help_panel=ANALYSE)(consistency.consistency)
 
 
 @app.callback()

@@ -53,10 +53,15 @@ def hkd(
     teacher: Path | None = typer.Option(None, help="Teacher checkpoint to initialise encoder/decoder from "
                                            "(the paper's default; omit to start from scratch)."),
     preset: str = typer.Option("smoke", help="smoke | fashion | cifar10 | ffhq64"),
+    init: Path | None = typer.Option(None, help="Warm start from a trained HKD model's weights (same network), "
+                                                "e.g. to fine-tune it with another objective."),
     out: Path = typer.Option(..., help="Run folder."),
     resume: bool = typer.Option(False, help="Continue the run in OUT exactly where it stopped."),
     encoder_time: str | None = typer.Option(None, help="Encoder sees the noise level ('sigma') or not ('blind')."),
     intermediate: float | None = typer.Option(None, help="Weight of intermediate-state supervision (0 = off)."),
+    latent: float | None = typer.Option(None, help="Weight of latent consistency: the encoder's latents of the "
+                                                   "teacher's states must follow the generators (0 = off)."),
+    noise_estimate: str | None = typer.Option(None, help="Blind encoder's noise-level estimate: haar | energy."),
     distance: str | None = typer.Option(None, help="mse | huber | lpips"),
     times: int | None = typer.Option(None, help="Time points per trajectory (T plus s-1 grid times)."),
     koopman: bool = typer.Option(True, help="Koopman evolution (off: identity, an ablation)."),
@@ -78,7 +83,8 @@ def hkd(
 
     task, cfg = hkd_task(preset, trajectories, teacher, encoder_time=encoder_time, intermediate=intermediate,
                          distance=distance, times=times, koopman=koopman, hierarchy=hierarchy,
-                         consistency=consistency)
+                         consistency=consistency, latent=latent, noise_estimate=noise_estimate,
+                         init=init)
     overrides = {k: v for k, v in {"steps": steps, "batch": batch, "seed": seed, "grid": grid, "lr": lr}.items()
                  if v is not None}
     cfg = replace(cfg, threads=threads, **overrides)

@@ -9,13 +9,15 @@ from ..diffusion.config import SIGMA_MAX, SIGMA_MIN, UNetConfig
 
 KIND = "hkd"
 TIME_KINDS = ("sigma", "log")
+NOISE_ESTIMATES = ("haar", "energy")
 
 
 @dataclass
 class HKDConfig:
     unet: UNetConfig
     time: str = "log"             # what the generators act on: "log" (ln sigma) or "sigma"
-    encoder_time: str = "blind"   # "sigma" | "blind" (default: observables of x alone, method.md 3b)
+    encoder_time: str = "blind"   # "sigma" | "blind" (default: observables of x alone, docs/method.md)
+    noise_estimate: str = "haar"  # the blind encoder's sigma_hat(x): "haar" (wavelet MAD) | "energy" (before 0.2)
     koopman: bool = True          # Koopman evolution on (off = identity for every level)
     hierarchy: bool = True        # all levels evolve (off = only the bottleneck)
     sigma_min: float = SIGMA_MIN
@@ -28,7 +30,8 @@ class HKDConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> HKDConfig:
-        return cls(**{**d, "unet": UNetConfig.from_dict(d["unet"])})
+        # checkpoints written before the noise estimate was a choice used the energy estimate
+        return cls(**{"noise_estimate": "energy", **d, "unet": UNetConfig.from_dict(d["unet"])})
 
     def active_levels(self) -> list[bool]:
         """Per level (bottleneck last), whether it carries dynamics: all, or only the bottleneck."""

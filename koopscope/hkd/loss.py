@@ -1,5 +1,5 @@
-"""HKD objective (method.md section 3): trajectory consistency + reconstruction,
-optionally intermediate-state supervision, with a pluggable distance."""
+"""HKD objective (docs/method.md): trajectory consistency + reconstruction, optionally
+intermediate-state supervision and latent consistency, with a pluggable distance."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from ..errors import KoopscopeError
+from .koopman import delta_tau
 from .model import HKD, c_in
 
 DISTANCES = ("mse", "huber", "lpips")
@@ -34,6 +35,32 @@ class HKDLossConfig:
     distance: str = "mse"
     consistency: bool = True      # L_tc over intermediate times (off: only the x_T -> x_eps term)
     intermediate: float = 0.0     # weight of intermediate-state supervision (0 = the paper's objective)
+    latent: float = 0.0           # weight of latent consistency (0 = the paper's objective)
+
+
+def latent_inconsistency(model: HKD, zs: list[Tensor], sigmas: Tensor) -> Tensor:
+    """1 - explained share of the encoder's latent moves between the sampled times, averaged over levels.
+
+    zs: per-level latents (B * S, d, h, w) of states at ``sigmas`` (B, S), columns noisy to clean. For
+    every pair of columns j < k and level l, with P = exp((tau_k - tau_j) A^(l)):
+
+        L_l = sum ||E(x_k) - P E(x_j)||^2 / sum ||E(x_k) - E(x_j)||^2
+
+    pooled over the batch and pairs. The ratio is invariant to the latents' scale, so shrinking them
+    (the collapse a plain squared error invites) cannot lower it; it is 0 only when the generators
+    explain how the encoder's latents move, 1 when they explain none of it (A = 0).
+    """
+    b, s = sigmas.shape
+    j, k = torch.triu_indices(s, s, 1)
+    terms = []
+    for g, z in zip(model.koopman.levels, zs):
+        z = z.unflatten(0, (b, s))
+        src, dst = z[:, j].flatten(0, 1), z[:, k].flatten(0, 1)
+        dt = delta_tau(sigmas[:, j].flatten(), sigmas[:, k].flatten(), model.cfg.time).float()
+        err = (dst - g.propagate(src, dt)).double().pow(2).sum()
+        moved = (dst - src).double().pow(2).sum()
+        terms.append(err / moved.clamp_min(1e-12))
+    return torch.stack(terms).mean()
 
 
 def hkd_loss(model: HKD, x: Tensor, sigmas: Tensor, x0: Tensor, cfg: HKDLossConfig, gen: torch.Generator):
@@ -41,7 +68,8 @@ def hkd_loss(model: HKD, x: Tensor, sigmas: Tensor, x0: Tensor, cfg: HKDLossConf
 
     Returns (loss, terms). Every sampled time predicts the end state in one closed-form jump;
     with `intermediate` > 0 each also decodes the state at a later sampled grid time s < t
-    (sigma-normalised: decoder output against c_in(s) x_s).
+    (sigma-normalised: decoder output against c_in(s) x_s); with `latent` > 0 the encoder's latents
+    of the sampled states must follow the generators (``latent_inconsistency``).
     """
     b, s = x.shape[:2]
     cols = s if cfg.consistency else 1
@@ -65,4 +93,7 @@ def hkd_loss(model: HKD, x: Tensor, sigmas: Tensor, x0: Tensor, cfg: HKDLossConf
         ref = c_in(s_to).reshape(-1, 1, 1, 1) * x[rows, k].double()
         terms["mid"] = distance(cfg.distance, pred, ref).mean()
         loss = loss + cfg.intermediate * terms["mid"]
+    if cfg.latent and cols > 1:
+        terms["lat"] = latent_inconsistency(model, zs, sigmas[:, :cols])
+        loss = loss + cfg.latent * terms["lat"]
     return loss, {k: v.detach() for k, v in terms.items()}

@@ -30,7 +30,8 @@ class Objective(nn.Module):
 class HKDTask:
     kind = KIND
 
-    def __init__(self, cfg: HKDConfig, loss: HKDLossConfig, store, times: int, teacher: str | None = None):
+    def __init__(self, cfg: HKDConfig, loss: HKDLossConfig, store, times: int, teacher: str | None = None,
+                 init: str | None = None):
         if tuple(store.image_shape) != (cfg.unet.img_channels, cfg.unet.resolution, cfg.unet.resolution):
             raise KoopscopeError(f"trajectory store holds images of shape {tuple(store.image_shape)}, the preset's "
                                  f"network expects {(cfg.unet.img_channels, cfg.unet.resolution, cfg.unet.resolution)}")
@@ -45,7 +46,19 @@ class HKDTask:
                 raise KoopscopeError("the teacher's network differs from the HKD network; HKD is initialised "
                                      "from the teacher's U-Net, so build it from the teacher's config")
             self.net.init_from_teacher(tnet.backbone)
+        self.init = init
+        if init is not None:
+            self._warm_start(init)
         self.sigmas = store.sigmas
+
+    def _warm_start(self, init: str) -> None:
+        """Start from a trained HKD model's weights (same network; its other settings may differ)."""
+        model, meta = load_hkd(init)
+        if model.cfg.unet != self.model_cfg.unet:
+            raise KoopscopeError(f"--init {init} has another network than this run's")
+        if meta["provenance"].get("teacher_sha256") != self.store.manifest["teacher_sha256"]:
+            raise KoopscopeError(f"--init {init} was distilled from another teacher than this trajectory store's")
+        self.net.load_state_dict(model.state_dict())
 
     def wrap(self, net: HKD) -> nn.Module:
         return Objective(net, self.loss_cfg)
@@ -56,7 +69,8 @@ class HKDTask:
 
     def config(self) -> dict:
         return {"model": self.model_cfg.to_dict(), "loss": vars(self.loss_cfg), "times": self.times,
-                "image_shape": list(self.store.image_shape), "teacher": self.teacher}
+                "image_shape": list(self.store.image_shape), "teacher": self.teacher,
+                **({"init": self.init} if self.init else {})}
 
     def data_provenance(self) -> dict:
         m = self.store.manifest

@@ -68,3 +68,44 @@ def plot_band_grid(ds: xr.Dataset, samples: int | None = None):
     ax.set_title(f"{ds.attrs['mode']} bands (levels masked: {ds.attrs['masked_levels']})", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def plot_consistency(ds: xr.Dataset):
+    """Explained share from T per level against sigma, the pooled share for every (source, time) pair,
+    decoded-state fidelity, and the band validity per level (a ``consistency.measure`` Dataset)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
+    sig = ds.time.values
+    for lv in ds.level.values:
+        axes[0].plot(sig[1:], ds.explained.sel(level=lv).isel(source=0).values[1:], marker=".", label=f"level {lv}")
+    thr, at = ds.attrs["threshold"], ds.attrs["verdict_sigma"]
+    axes[0].axhline(thr, color="k", ls="--", lw=0.8)
+    axes[0].axvspan(at, sig[0], color="grey", alpha=0.15, lw=0)
+    axes[0].set(xscale="log", xlabel="sigma", ylabel="explained share from T",
+                title="latents follow the generators?",
+                ylim=(max(-0.5, min(-0.1, np.nanmin(ds.explained.isel(source=0).values))), 1.02))
+    axes[0].invert_xaxis()
+    axes[0].legend(fontsize=7)
+    im = axes[1].imshow(ds.explained_overall.values, vmin=0, vmax=1, cmap="viridis")
+    ticks = np.arange(0, len(sig), max(1, len(sig) // 6))
+    for set_ticks, set_labels in ((axes[1].set_xticks, axes[1].set_xticklabels),
+                                  (axes[1].set_yticks, axes[1].set_yticklabels)):
+        set_ticks(ticks)
+        set_labels([f"{sig[t]:.2g}" for t in ticks], fontsize=7)
+    axes[1].set(xlabel="to sigma", ylabel="from sigma", title="explained share, all levels")
+    fig.colorbar(im, ax=axes[1], fraction=0.046)
+    axes[2].plot(sig, ds.fidelity.values, marker=".")
+    axes[2].set(xscale="log", xlabel="sigma", ylabel="RMSE (c_in x units)",
+                title="decoded closed-form state vs teacher")
+    axes[2].invert_xaxis()
+    width = 0.8 / ds.sizes["band"]
+    for b, name in enumerate(ds.band.values):
+        axes[3].bar(ds.level.values + (b - (ds.sizes["band"] - 1) / 2) * width,
+                    ds.band_validity.sel(band=name).values, width, label=str(name))
+    axes[3].axhline(thr, color="k", ls="--", lw=0.8)
+    axes[3].set(xlabel="level", ylabel="explained share of the band's modes", title="per-band validity from T")
+    axes[3].legend(fontsize=7)
+    fig.suptitle(f"Koopman consistency ({ds.attrs['count']} teacher trajectories): "
+                 f"min explained share {ds.attrs['min_explained']:.3f} at sigma <= {at:g}", fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -74,6 +74,8 @@ class HKDPreset:
     distance: str = "mse"
     encoder_time: str = "blind"  # "sigma" | "blind" (method.md 3b; blind + intermediate: see analyses)
     intermediate: float = 1.0    # weight of intermediate-state supervision (0 = paper objective)
+    latent: float = 0.0          # weight of latent consistency (0 = paper objective)
+    noise_estimate: str = "haar"  # the blind encoder's noise-level estimate
     time: str = "log"            # the generators' time variable
 
 
