@@ -1,4 +1,4 @@
-"""Which HKD choices make the Koopman dynamics carry the generation (method.md 3b)?
+"""Which HKD choices make the Koopman dynamics carry the generation (docs/method.md §4)?
 
 Short HKD runs on one teacher and trajectory store, encoder_time sigma|blind x intermediate 0|1 (the
 rest from the preset), each trained with koopscope.train.loop.train, then measured on held-out teacher

@@ -1,20 +1,23 @@
 """Ship a trained HKD model inside the package, with its provenance beside it.
 
     python analyses/ship_model.py runs/hkd-fashion/model.safetensors [--eval analyses/results/eval_hkd.json]
+        [--consistency analyses/results/consistency_fashion.json]
 
-Copies the checkpoint (EMA weights only) to koopscope/models/hkd-<preset>.safetensors and writes
-hkd-<preset>.json: the commands that made it, its config, the training data and its hash (from the
-teacher checkpoint), the steps, the final losses and the measured FID (from eval_hkd.py's results).
+Copies the checkpoint (EMA weights only) to koopscope/models/hkd-<preset>.safetensors, with the
+consistency summary (`koopscope consistency CKPT --out DIR`'s JSON) in its metadata, where
+`koopscope spectrum` prints it, and writes hkd-<preset>.json: the commands that made it, its config,
+the training data and its hash (from the teacher checkpoint), the steps, the final losses, the
+measured FID (from eval_hkd.py's results) and the consistency.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
-from koopscope.io.atomic import atomic_path, write_json
+from koopscope.io.atomic import write_json
+from koopscope.io.checkpoint import annotate
 from koopscope.io.meta import read_meta, sha256
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,6 +36,7 @@ def main() -> None:
     ap.add_argument("model", type=Path, help="the run's model.safetensors")
     ap.add_argument("--teacher", type=Path, default=ROOT / "koopscope/models/teacher-fashion.safetensors")
     ap.add_argument("--eval", type=Path, default=ROOT / "analyses/results/eval_hkd.json")
+    ap.add_argument("--consistency", type=Path, default=ROOT / "analyses/results/consistency_fashion.json")
     ap.add_argument("--note", default=None, help="anything else a user should know about how it was made")
     args = ap.parse_args()
 
@@ -43,10 +47,15 @@ def main() -> None:
     ev = json.loads(args.eval.read_text())
     if ev.get("hkd_sha256") != sha256(args.model):
         raise SystemExit(f"error: {args.eval} evaluates {ev['hkd']} at step {ev['hkd_step']}, not this model")
+    cons = json.loads(args.consistency.read_text())
+    if cons.get("checkpoint_sha256") != sha256(args.model):
+        raise SystemExit(f"error: {args.consistency} measures {cons.get('checkpoint')}, not this model")
+    cons = {k: cons[k] for k in ("consistent", "verdict", "min_explained", "threshold", "verdict_sigma", "count",
+                                 "sigmas", "explained_from_T", "band_validity", "fidelity_mean", "one_step_mse",
+                                 "one_step_mse_no_dynamics", "seeds", "trajectories") if k in cons}
     name = f"hkd-{prov['preset']}"
     dest = ROOT / "koopscope" / "models" / f"{name}.safetensors"
-    with atomic_path(dest) as tmp:
-        shutil.copyfile(args.model, tmp)
+    annotate(args.model, dest, consistency=cons)
     tp = teacher["provenance"]
     write_json(dest.with_suffix(".json"), {
         "what": f"HKD one-step student, preset {prov['preset']}, distilled from "
@@ -59,12 +68,13 @@ def main() -> None:
         "steps": prov["step"], "images_seen": prov["images_seen"], "git_commit": prov["git_commit"],
         "config": meta["config"],
         "data": {k: tp[k] for k in ("dataset", "split", "data_hash", "data_count")},
-        "teacher_sha256": prov["teacher_sha256"], "sha256": sha256(dest),
+        "teacher_sha256": prov["teacher_sha256"], "sha256": sha256(dest), "source_sha256": sha256(args.model),
         "final_losses": final_losses(args.model.parent),
         "fid": {"count": ev["count"], "reference": ev["reference"], "hkd_seeds": ev["hkd_seeds"],
                 "hkd_vs_data": ev["hkd_vs_data"]["fid"], "teacher_35nfe_vs_data": ev["teacher_vs_data"]["fid"],
                 "ratio": ev["fid_ratio_hkd_over_teacher"], "hkd_vs_teacher_samples": ev["hkd_vs_teacher"]["fid"],
                 "kid_hkd_vs_data": ev["hkd_vs_data"]["kid_mean"]},
+        "consistency": cons,
         **({"note": args.note} if args.note else {}),
     })
     print(f"wrote {dest} and {dest.with_suffix('.json')}")

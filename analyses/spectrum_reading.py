@@ -1,4 +1,4 @@
-"""Does the paper's reading of the bands hold on a trained model? (method.md section 5)
+"""Does the paper's reading of the bands hold on a trained model? (docs/method.md §7)
 
 The reading: the smallest-|Re| band carries the noisy part; larger bands add structure; low modes
 give global layout, mid modes shape and pose, high modes texture and detail. Measured here on

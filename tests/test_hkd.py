@@ -1,5 +1,5 @@
 """HKD student: switches, loss terms, teacher init, training, one-step sampling, resume, CLI, DDP,
-and the dynamics measurements of method.md 3b."""
+and the dynamics measurements of docs/method.md §4."""
 
 import json
 import math
@@ -259,7 +259,7 @@ def test_train_hkd_cli_refuses_mismatches(chain, trained, tmp_path):
     assert not (tmp_path / "a" / "checkpoint.safetensors").exists()
 
 
-# ---- dynamics measurements (method.md 3b) --------------------------------------------------------------------
+# ---- dynamics measurements (docs/method.md §4) --------------------------------------------------------------------
 
 def test_dynamics_measures_at_a_zero_generator(chain):
     model, store = _model(chain), chain[1]
@@ -304,3 +304,35 @@ def test_trajectory_fidelity_matches_a_direct_computation(chain):
         ref = c_in(grid[k]) * x[:, k].double()
         direct = (model.decode(model.evolve(z_T, T, s)).double() - ref).pow(2).mean().sqrt()
         assert fid["rmse"][k] == pytest.approx(float(direct), rel=1e-5)
+
+
+# ---- latent consistency on a trained smoke model (docs/method.md §5) ------------------------------------------
+
+def test_consistency_cli_with_a_store(chain, trained, tmp_path):
+    runner, ckpt = CliRunner(), str(trained / "model.safetensors")
+    r = runner.invoke(app, ["consistency", ckpt, "--trajectories", str(chain[1].path), "--count", "8",
+                            "--out", str(tmp_path / "c.nc"), "--json", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert len(out["explained_from_T"]) == 3 and len(out["sigmas"]) == len(chain[1].sigmas) - 1
+    assert (tmp_path / "c.nc").exists() and (tmp_path / "c.png").exists() and (tmp_path / "c.json").exists()
+    for args, msg in (([ckpt, "--trajectories", str(chain[1].path), "--count", "65"], "fewer than --count 65"),
+                      (["--trajectories", str(chain[1].path)], "another teacher"),
+                      ([ckpt, "--teacher", str(chain[0]), "--count", "2", "--out", str(tmp_path / "c.nc" / "x")],
+                       "")):
+        r = runner.invoke(app, ["consistency", *args, "--no-progress"])
+        last = r.stderr.strip().splitlines()[-1]
+        assert r.exit_code == 2 and last.startswith("error:") and msg in last, (args, r.output)
+
+
+def test_warm_start_from_a_trained_student(chain, trained):
+    from koopscope.models import SHIPPED
+    from koopscope.pipeline import hkd_task
+
+    task, _ = hkd_task("smoke", chain[1].path, chain[0], latent=1.0, init=trained / "model.safetensors")
+    ema, _ = load_hkd(trained / "model.safetensors")
+    mine, theirs = task.net.state_dict(), ema.state_dict()
+    assert all(torch.equal(mine[k], theirs[k]) for k in mine)
+    assert task.config()["init"] == str(trained / "model.safetensors") and task.loss_cfg.latent == 1.0
+    with pytest.raises(Exception, match="another network"):
+        hkd_task("smoke", chain[1].path, chain[0], init=SHIPPED)

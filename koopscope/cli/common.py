@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 from enum import Enum
+from pathlib import Path
 
 import typer
 
@@ -31,3 +32,18 @@ def user_errors(fn):
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+def check_writable(folder: Path) -> None:
+    """Refuse, before any work, a folder that cannot be created or written (a file in the way, no permission)."""
+    import os
+
+    from ..errors import KoopscopeError
+
+    probe = Path(folder)
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise KoopscopeError(f"cannot write into {folder}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise KoopscopeError(f"cannot write into {folder}: {probe} is not writable")

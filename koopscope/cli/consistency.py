@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from .common import user_errors
+from .common import check_writable, user_errors
 from .spectral import Method, _check_bands, _checkpoint
 
 HELD_OUT_SEED = 2_000_000   # trajectories for the measurement; training stores start at seed 0
@@ -22,6 +22,7 @@ def _outputs(out: Path | None) -> dict[str, Path]:
         from ..errors import KoopscopeError
 
         raise KoopscopeError(f"--out '{out}': give a folder or a .nc file")
+    check_writable(stem.parent)
     return {"nc": stem.with_suffix(".nc"), "png": stem.with_suffix(".png"), "json": stem.with_suffix(".json")}
 
 
@@ -103,7 +104,7 @@ def _print(ds, summary: dict) -> None:
     from rich.table import Table
 
     sig = ds.time.values
-    step = max(1, (len(sig) - 1) // 6)
+    step = max(1, -(-(len(sig) - 1) // 6))
     cols = sorted({*range(len(sig) - 1, 0, -step)})
     t = Table("sigma", *[f"{sig[k]:.2g}" for k in cols], box=box.SIMPLE_HEAD, title_justify="left",
               title=f"explained share of the latent move from T = {sig[0]:g} to sigma ({ds.attrs['count']} "

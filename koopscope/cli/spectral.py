@@ -82,6 +82,17 @@ def _json_safe(obj):
     return obj
 
 
+def _consistency_note(ckpt: Path) -> dict:
+    """The checkpoint's recorded consistency summary (``koopscope consistency`` at ship time), or a pointer to it."""
+    from ..io.meta import read_meta
+
+    c = read_meta(ckpt).get("consistency")
+    if not c:
+        return {"line": "consistency: not recorded for this checkpoint; read this spectrum next to "
+                        f"`koopscope consistency {ckpt}`", "consistent": None}
+    return {**c, "line": f"consistency ({c['count']} held-out teacher trajectories): {c['verdict']}"}
+
+
 @user_errors
 def spectrum(
     ckpt: Path = typer.Argument(None, help="HKD checkpoint (default: the model shipped in the package)."),
@@ -103,7 +114,9 @@ def spectrum(
     for path, suffix in ((out, ".nc"), (plot, ".png")):
         if path is not None and path.suffix != suffix:
             raise KoopscopeError(f"'{path}' must end in {suffix}")
-    ds = compute(_checkpoint(ckpt), bands=bands, method=method.value)
+    ckpt = _checkpoint(ckpt)
+    ds = compute(ckpt, bands=bands, method=method.value)
+    note = _consistency_note(ckpt)
     wrote = []
     if out is not None:
         wrote.append(save_spectrum(ds, out))
@@ -114,13 +127,15 @@ def spectrum(
         wrote += save_figure(plot_spectrum(ds), plot)
     if json_:
         attrs = {k: v.item() if hasattr(v, "item") else v for k, v in ds.attrs.items()}
-        print(json.dumps(_json_safe({"attrs": attrs, "levels": summary(ds)}), indent=2, allow_nan=False))
+        print(json.dumps(_json_safe({"attrs": attrs, "levels": summary(ds), "consistency": note}), indent=2,
+                         allow_nan=False))
     else:
         from rich.console import Console
 
         console = Console()
         for table in _tables(ds):
             console.print(table)
+        console.print(note["line"], style="bold green" if note.get("consistent") else "bold red")
     for path in wrote:
         print(f"wrote {path}", file=sys.stderr if json_ else sys.stdout)
 

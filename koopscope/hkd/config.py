@@ -16,7 +16,7 @@ NOISE_ESTIMATES = ("haar", "energy")
 class HKDConfig:
     unet: UNetConfig
     time: str = "log"             # what the generators act on: "log" (ln sigma) or "sigma"
-    encoder_time: str = "blind"   # "sigma" | "blind" (default: observables of x alone, docs/method.md)
+    encoder_time: str = "blind"   # "sigma" | "blind" (default: observables of x alone, docs/method.md §2)
     noise_estimate: str = "haar"  # the blind encoder's sigma_hat(x): "haar" (wavelet MAD) | "energy" (before 0.2)
     koopman: bool = True          # Koopman evolution on (off = identity for every level)
     hierarchy: bool = True        # all levels evolve (off = only the bottleneck)

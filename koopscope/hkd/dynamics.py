@@ -1,4 +1,4 @@
-"""How much of the generation the Koopman dynamics carry (method.md 3b).
+"""How much of the generation the Koopman dynamics carry (docs/method.md §4).
 
 Any function of a trajectory's end point is a Koopman eigenfunction with eigenvalue 0, so the
 end-point losses are minimised as well by A = 0 and an encoder that computes the one-step map from

@@ -1,4 +1,4 @@
-"""HKD objective (docs/method.md): trajectory consistency + reconstruction, optionally
+"""HKD objective (docs/method.md §3): trajectory consistency + reconstruction, optionally
 intermediate-state supervision and latent consistency, with a pluggable distance."""
 
 from __future__ import annotations

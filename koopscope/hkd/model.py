@@ -7,7 +7,7 @@
 The decoder predicts the sigma-normalised state c_in(s) x_s (unit scale at every noise
 level, c_in = 1/sqrt(s^2 + sigma_data^2)); decoding at eps gives the sample.
 
-Encoder conditioning (docs/method.md, "dynamics that explain nothing") is `encoder_time`:
+Encoder conditioning (docs/method.md §2, §4) is `encoder_time`:
 - "sigma": E sees the noise level as the teacher does (c_in scaling, noise embedding),
   so its observables are g(x, t) of the time-augmented state.
 - "blind": E sees x alone. The same c_in scaling and embedding are fed with a noise level

@@ -1,4 +1,4 @@
-"""One-step HKD sampling and closed-form latent trajectories (method.md section 4)."""
+"""One-step HKD sampling and closed-form latent trajectories (docs/method.md §6)."""
 
 from __future__ import annotations
 

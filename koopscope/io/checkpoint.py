@@ -2,7 +2,8 @@
 
 Nothing is unpickled on load, so a downloaded checkpoint cannot run code.
 Layout of the metadata (one JSON string under the key "koopscope"):
-    {"format": 1, "kind": "teacher"|"hkd"|..., "config": {...}, "provenance": {...}, "state": {...}}
+    {"format": 1, "kind": "teacher"|"hkd"|..., "config": {...}, "provenance": {...}, "state": {...},
+     "consistency": {...}}   (the last only on shipped HKD models: `koopscope consistency` at ship time)
 Tensor names are prefixed by the part they belong to ("model.", "ema.", "optim.", "rng.").
 """
 
@@ -57,6 +58,14 @@ def load_checkpoint(path: str | Path, kind: str | tuple[str, ...] | None = None)
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path}: corrupt checkpoint data ({e})") from None
     return tensors, meta
+
+
+def annotate(src: str | Path, dest: str | Path, **fields) -> Path:
+    """Copy a checkpoint to ``dest`` (atomically) with top-level metadata fields added or replaced."""
+    tensors, meta = load_checkpoint(src)
+    with atomic_path(dest) as tmp:
+        save_file(tensors, str(tmp), metadata={META_KEY: json.dumps({**meta, **fields})})
+    return Path(dest)
 
 
 def prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

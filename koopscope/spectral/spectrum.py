@@ -1,4 +1,4 @@
-"""The spectrum of Koopman generators as an xarray Dataset (method.md section 5).
+"""The spectrum of Koopman generators as an xarray Dataset (docs/method.md §7).
 
 Layout: one Dataset for all levels, padded to a common (y, x, mode) shape. Levels have
 different (d, h, w); entries beyond a level's own size are NaN (floats) or -1 (integers),

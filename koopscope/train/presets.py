@@ -72,7 +72,7 @@ class HKDPreset:
     train: TrainConfig
     times: int = 4               # s: time points per trajectory (T plus s-1 grid times)
     distance: str = "mse"
-    encoder_time: str = "blind"  # "sigma" | "blind" (method.md 3b; blind + intermediate: see analyses)
+    encoder_time: str = "blind"  # "sigma" | "blind" (docs/method.md §4; blind + intermediate: see analyses)
     intermediate: float = 1.0    # weight of intermediate-state supervision (0 = paper objective)
     latent: float = 0.0          # weight of latent consistency (0 = paper objective)
     noise_estimate: str = "haar"  # the blind encoder's noise-level estimate
