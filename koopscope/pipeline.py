@@ -77,14 +77,18 @@ def hkd_task(preset: str, trajectories: str | Path, teacher: str | Path | None =
 
 def run_chain(out: str | Path, preset: str = "smoke", count: int = 256, threads: int = 0,
               data_root: str | Path | None = None, progress: bool = True) -> ChainResult:
+    import torch
+
     from .io.images import save_grid
     from .sampling import sample_checkpoint
     from .train.loop import train
+    from .train.presets import hkd_preset, teacher_preset
     from .trajectories import generate
 
     out = Path(out)
     teacher = out / "teacher" / "model.safetensors"
     if not _finished(out / "teacher", preset, "teacher"):
+        torch.manual_seed(teacher_preset(preset).train.seed)  # a fresh network's weights follow from the seed
         task, cfg = teacher_task(preset, data_root)
         train(task, replace(cfg, threads=threads), out / "teacher",
               resume=(out / "teacher" / "checkpoint.safetensors").exists(), preset=preset, progress=progress)
@@ -94,6 +98,7 @@ def run_chain(out: str | Path, preset: str = "smoke", count: int = 256, threads:
 
     hkd = out / "hkd" / "model.safetensors"
     if not _finished(out / "hkd", preset, "hkd"):
+        torch.manual_seed(hkd_preset(preset).train.seed)
         task, cfg = hkd_task(preset, store, teacher)
         train(task, replace(cfg, threads=threads), out / "hkd",
               resume=(out / "hkd" / "checkpoint.safetensors").exists(), preset=preset, progress=progress)

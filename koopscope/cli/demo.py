@@ -18,8 +18,13 @@ def demo(
     progress: bool = typer.Option(True, help="Show progress bars."),
 ):
     """Train a teacher, record its trajectories, distil HKD and sample it in one step."""
+    from ..errors import KoopscopeError
     from ..pipeline import run_chain
 
+    if count <= 0:
+        raise KoopscopeError("--count must be positive")
+    if threads < 0:
+        raise KoopscopeError("--threads must be at least 0")
     r = run_chain(out, preset=preset, count=count, threads=threads, progress=progress)
     print(f"teacher       {r.teacher}\ntrajectories  {r.trajectories}\nhkd           {r.hkd}\n"
           f"samples       {r.samples}")

@@ -30,6 +30,10 @@ def sample(
 
     if count <= 0:
         raise KoopscopeError("--count must be positive")
+    if batch <= 0:
+        raise KoopscopeError("--batch must be positive")
+    if steps is not None and steps <= 0:
+        raise KoopscopeError("--steps must be positive")
     if out.suffix not in (".png", ".npz"):
         raise KoopscopeError(f"--out must end in .png or .npz, got '{out.name}'")
     seeds = range(seed, seed + count)

@@ -15,6 +15,27 @@ def _rank0() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
+def _config(preset_cfg, threads: int, **overrides):
+    """The preset's TrainConfig with the options given, checked before any work."""
+    from dataclasses import replace
+
+    from ..train.loop import check_config
+
+    cfg = replace(preset_cfg, threads=threads, **{k: v for k, v in overrides.items() if v is not None})
+    check_config(cfg)
+    return cfg
+
+
+def _train(build, cfg, out: Path, resume: bool, preset: str, progress: bool) -> Path:
+    """Build the task with torch seeded by the run's seed (a fresh run's weights follow from it), then train."""
+    import torch
+
+    from ..train.loop import train
+
+    torch.manual_seed(cfg.seed)
+    return train(build(), cfg, out, resume=resume, preset=preset, progress=progress)
+
+
 app = typer.Typer(no_args_is_help=True, help="Train the EDM teacher or the HKD student (torchrun-ready).")
 
 
@@ -33,15 +54,11 @@ def teacher(
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ):
     """Train an EDM teacher on a preset's dataset."""
-    from dataclasses import replace
-
     from ..pipeline import teacher_task
-    from ..train.loop import train
+    from ..train.presets import teacher_preset
 
-    task, cfg = teacher_task(preset, data_root)
-    overrides = {k: v for k, v in {"steps": steps, "batch": batch, "seed": seed, "grid": grid}.items() if v is not None}
-    cfg = replace(cfg, threads=threads, **overrides)
-    path = train(task, cfg, out, resume=resume, preset=preset, progress=progress)
+    cfg = _config(teacher_preset(preset).train, threads, steps=steps, batch=batch, seed=seed, grid=grid)
+    path = _train(lambda: teacher_task(preset, data_root)[0], cfg, out, resume, preset, progress)
     if _rank0():
         print(f"teacher: {path}")
 
@@ -76,18 +93,22 @@ def hkd(
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ):
     """Distil a teacher's trajectories into a Hierarchical Koopman Diffusion model."""
-    from dataclasses import replace
-
+    from ..errors import KoopscopeError
     from ..pipeline import hkd_task
-    from ..train.loop import train
+    from ..train.presets import hkd_preset
 
-    task, cfg = hkd_task(preset, trajectories, teacher, encoder_time=encoder_time, intermediate=intermediate,
-                         distance=distance, times=times, koopman=koopman, hierarchy=hierarchy,
-                         consistency=consistency, latent=latent, noise_estimate=noise_estimate,
-                         init=init)
-    overrides = {k: v for k, v in {"steps": steps, "batch": batch, "seed": seed, "grid": grid, "lr": lr}.items()
-                 if v is not None}
-    cfg = replace(cfg, threads=threads, **overrides)
-    path = train(task, cfg, out, resume=resume, preset=preset, progress=progress)
+    cfg = _config(hkd_preset(preset).train, threads, steps=steps, batch=batch, seed=seed, grid=grid, lr=lr)
+    if times is not None and times < 1:
+        raise KoopscopeError(f"--times must be at least 1, got {times}")
+    for name, weight in (("--intermediate", intermediate), ("--latent", latent)):
+        if weight is not None and not 0 <= weight < float("inf"):
+            raise KoopscopeError(f"{name} must be a non-negative number, got {weight}")
+
+    def build():
+        return hkd_task(preset, trajectories, teacher, encoder_time=encoder_time, intermediate=intermediate,
+                        distance=distance, times=times, koopman=koopman, hierarchy=hierarchy,
+                        consistency=consistency, latent=latent, noise_estimate=noise_estimate, init=init)[0]
+
+    path = _train(build, cfg, out, resume, preset, progress)
     if _rank0():
         print(f"hkd: {path}")

@@ -12,11 +12,14 @@ Files in the run folder:
     checkpoint.safetensors  full training state (resume from it)
     model.safetensors     EMA weights + config + provenance (what users load)
     samples/step_XXXXXXX.png
+    .lock                 held by the run training into the folder
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import fcntl
 import json
 import math
 import time
@@ -59,6 +62,14 @@ class TrainConfig:
     threads: int = 0          # torch CPU threads per process, 0 = leave as is
 
 
+# The smallest value each setting allows.
+_LOWEST = {"steps": 1, "batch": 1, "warmup": 0, "log_every": 1, "ckpt_every": 1, "sample_every": 0, "grid": 0,
+           "threads": 0}
+# Settings a resumed run may change; anything else in options.json must match the run's start.
+_RESUMABLE = {"train.steps", "train.threads", "train.log_every", "train.ckpt_every", "train.sample_every",
+              "train.grid", "world_size"}   # world size: checked against the checkpoint
+
+
 class Task(Protocol):
     kind: str
     net: nn.Module
@@ -87,20 +98,44 @@ def _rng_tensors(gen: torch.Generator) -> dict[str, torch.Tensor]:
     return out
 
 
+def check_config(cfg: TrainConfig) -> None:
+    """Refuse impossible numbers before any work, one line naming the setting."""
+    for name, low in _LOWEST.items():
+        if getattr(cfg, name) < low:
+            raise KoopscopeError(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(cfg, name)}")
+    if not (math.isfinite(cfg.lr) and cfg.lr > 0):
+        raise KoopscopeError(f"--lr must be a positive number, got {cfg.lr}")
+
+
 def train(task: Task, cfg: TrainConfig, out: str | Path, resume: bool = False, preset: str = "",
           progress: bool = True) -> Path:
-    """Train `task.net` for cfg.steps; returns the path of model.safetensors."""
+    """Train `task.net` for cfg.steps; returns the path of model.safetensors.
+
+    A fresh run keeps the weights `task.net` was built with: seed torch with cfg.seed before building the
+    task for a reproducible run. Rank 0 holds OUT/.lock throughout, so a second run into OUT is refused.
+    """
+    check_config(cfg)
     out = Path(out)
     rank, world, device = D.init()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if cfg.batch % world:
         raise KoopscopeError(f"batch {cfg.batch} is not divisible by world size {world}")
+    if resume and not (out / "checkpoint.safetensors").exists():
+        raise KoopscopeError(f"nothing to resume: {out / 'checkpoint.safetensors'} does not exist")
+    with _lock(out) if rank == 0 else contextlib.nullcontext():
+        return _train(task, cfg, out, resume, preset, progress, rank, world, device)
+
+
+def _train(task: Task, cfg: TrainConfig, out: Path, resume: bool, preset: str, progress: bool, rank: int,
+           world: int, device: torch.device) -> Path:
     ckpt_path, model_path = out / "checkpoint.safetensors", out / "model.safetensors"
     if not resume and ckpt_path.exists():
         raise KoopscopeError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-    if resume and not ckpt_path.exists():
-        raise KoopscopeError(f"nothing to resume: {ckpt_path} does not exist")
+    options = {"kind": task.kind, "preset": preset, "train": asdict(cfg), "model": task.config(),
+               "data": task.data_provenance(), "world_size": world}
+    if resume:
+        _check_same_run(out / "options.json", options)
 
     torch.manual_seed(cfg.seed)
     net = task.net.to(device)
@@ -125,9 +160,7 @@ def train(task: Task, cfg: TrainConfig, out: str | Path, resume: bool = False, p
             _truncate_log(out / "log.jsonl", step)
     elif rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "options.json", {"kind": task.kind, "preset": preset, "train": asdict(cfg),
-                                          "model": task.config(), "data": task.data_provenance(),
-                                          "world_size": world})
+        write_json(out / "options.json", options)
 
     model = task.wrap(net)  # what computes the loss; DDP wraps it so gradients are all-reduced
     if world > 1:
@@ -140,7 +173,8 @@ def train(task: Task, cfg: TrainConfig, out: str | Path, resume: bool = False, p
                    **with_prefix(opt_t, "optim"), **with_prefix(_rng_tensors(gen), "rng")}
         if rank != 0:
             return
-        prov = provenance(preset=preset, step=step, images_seen=step * cfg.batch, **task.data_provenance())
+        prov = provenance(preset=preset, seed=cfg.seed, step=step, images_seen=step * cfg.batch,
+                          **task.data_provenance())
         save_checkpoint(ckpt_path, tensors, task.kind, task.config(), prov,
                         state={"step": step, "optimizer": opt_info, "world_size": world, "train": asdict(cfg)})
         save_checkpoint(model_path, with_prefix(ema.state_dict(), "ema"), task.kind, task.config(), prov,
@@ -177,7 +211,8 @@ def train(task: Task, cfg: TrainConfig, out: str | Path, resume: bool = False, p
                 terms = {k: D.mean(float(v)) for k, v in {"loss": loss.detach(), **terms}.items()}
                 if log is not None:
                     rate = (step - seen0) * cfg.batch / (time.perf_counter() - t0)
-                    log.write(json.dumps({"step": step, "lr": lr, "images_per_s": round(rate, 2), **terms}) + "\n")
+                    record = {"step": step, "lr": lr, "images_per_s": round(rate, 2), **terms}
+                    log.write(json.dumps(_finite(record), allow_nan=False) + "\n")
                     log.flush()
                     if not math.isfinite(terms["loss"]):
                         raise KoopscopeError(f"loss became {terms['loss']} at step {step}; lower --lr")
@@ -193,12 +228,62 @@ def train(task: Task, cfg: TrainConfig, out: str | Path, resume: bool = False, p
     return model_path
 
 
+@contextlib.contextmanager
+def _lock(out: Path):
+    """Hold an exclusive lock on the run folder while training (released if the process dies)."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise KoopscopeError(f"{out} is being trained by another process; wait for it or choose "
+                                 "another --out") from None
+        yield
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}."""
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def _check_same_run(path: Path, options: dict) -> None:
+    """Refuse to resume with other settings than the run started with (see options.json).
+
+    Allowed to change: train.steps (to extend a run), train.threads, and the log, checkpoint and
+    sample-grid settings (train.log_every, train.ckpt_every, train.sample_every, train.grid).
+    """
+    was, now = _flat(json.loads(path.read_text())), _flat(json.loads(json.dumps(options)))
+    diff = [f"{k}={was.get(k)!r}, now {now.get(k)!r}" for k in sorted(was.keys() | now.keys())
+            if k not in _RESUMABLE and was.get(k) != now.get(k)]
+    if diff:
+        raise KoopscopeError(f"--resume: this run was started with {' and '.join(diff)}; start a new --out "
+                             "for other settings")
+
+
+def _finite(record: dict) -> dict:
+    """Non-finite numbers as None (JSON null): JSON has no NaN."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
+
+
 def _truncate_log(path: Path, step: int) -> None:
-    """Drop log lines past the checkpoint a resumed run restarts from (they will be redone)."""
+    """Drop log lines past the checkpoint a resumed run restarts from (they will be redone), and any
+    incomplete or unreadable line (a full disk or a kill mid-write)."""
     if path.exists():
-        keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        keep = [line for line in path.read_text().splitlines() if _step(line) <= step]
         with atomic_path(path) as tmp:
             tmp.write_text("".join(line + "\n" for line in keep))
+
+
+def _step(line: str) -> float:
+    """The step a log line records; inf for a line that is not a complete record."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return math.inf
+    return record["step"] if isinstance(record, dict) and isinstance(record.get("step"), int) else math.inf
 
 
 class _progress:
