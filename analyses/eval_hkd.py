@@ -8,7 +8,9 @@ The teacher's samples are the final states of the trajectory store (Heun, seeds 
 Inception features are cached beside the data references.
 HKD samples use held-out seeds (--seed, default 1_000_000): none of them was seen in training.
 The headline is FID(HKD vs data) / FID(teacher vs data); FID(HKD vs teacher samples) is the
-distillation gap. Writes analyses/results/eval_hkd.json.
+distillation gap. With --teacher-from analyses/results/eval_teacher.json the teacher's row is read from
+that file (the same 35-NFE samples, reference and count; 12 CPU-minutes of Inception saved) and the
+distillation gap is skipped. Writes analyses/results/eval_hkd.json.
 """
 
 from __future__ import annotations
@@ -45,6 +47,20 @@ def teacher_reference(store, count: int, ext, batch: int, progress: bool) -> dic
     return cached_features(path, meta, compute)
 
 
+def recorded_teacher(path: Path, store, count: int, ref: str) -> dict:
+    """The 35-NFE teacher row of eval_teacher.json, if it scored this store's samples at this count and reference."""
+    rec = json.loads(path.read_text())
+    row = next((r for r in rec["samplers"] if r["solver"] == store.manifest["solver"]
+                and r["steps"] == store.manifest["steps"]), None)
+    name, split = ref.split(":")
+    if (row is None or row["count"] != count or rec["reference"]["name"] != name
+            or rec["reference"]["split"] != split or rec["reference"]["count"] != count):
+        raise SystemExit(f"error: {path} has no teacher row for {store.manifest['solver']} "
+                         f"{store.manifest['steps']} steps at count {count} against {ref}")
+    return {**{k: row[k] for k in ("fid", "kid_mean", "kid_std", "precision", "recall", "count")},
+            "source": str(path)}
+
+
 def hkd_samples(model, count: int, seed: int, batch: int):
     from koopscope.hkd.sample import one_step
 
@@ -62,6 +78,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=250)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--fidelity", type=int, default=256, help="trajectories for the fidelity curve")
+    ap.add_argument("--teacher-from", type=Path, default=None, help="eval_teacher.json to take the teacher's row from")
     ap.add_argument("--no-progress", dest="progress", action="store_false")
     ap.add_argument("--out", type=Path, default=ROOT / "analyses" / "results" / "eval_hkd.json")
     args = ap.parse_args()
@@ -83,11 +100,14 @@ def main() -> None:
     size = store.image_shape[-1]
     data_ref = load_ref(args.ref, count, size, ext, args.progress)
 
-    teacher_ref = teacher_reference(store, count, ext, args.batch, args.progress)
-    teacher_vs_data = evaluate(teacher_ref["features"], data_ref)
     hkd_feats = ext(torch.cat(list(hkd_samples(model, count, args.seed, args.batch))), progress=args.progress)
     hkd_vs_data = evaluate(hkd_feats, data_ref)
-    hkd_vs_teacher = evaluate(hkd_feats, teacher_ref)
+    if args.teacher_from:
+        teacher_vs_data, hkd_vs_teacher = recorded_teacher(args.teacher_from, store, count, args.ref), None
+    else:
+        teacher_ref = teacher_reference(store, count, ext, args.batch, args.progress)
+        teacher_vs_data = evaluate(teacher_ref["features"], data_ref)
+        hkd_vs_teacher = evaluate(hkd_feats, teacher_ref)
 
     result = {
         "hkd": str(args.hkd), "hkd_step": meta["provenance"].get("step"), "hkd_sha256": sha256(args.hkd),
@@ -101,8 +121,9 @@ def main() -> None:
         "seconds": time.perf_counter() - t0,
     }
     write_json(args.out, json.loads(json.dumps(result, default=float)))
+    gap = f"{hkd_vs_teacher['fid']:.2f}" if hkd_vs_teacher else "not measured"
     print(f"count {count}: FID teacher/data {teacher_vs_data['fid']:.2f}, HKD/data {hkd_vs_data['fid']:.2f} "
-          f"(ratio {result['fid_ratio_hkd_over_teacher']:.2f}), HKD/teacher {hkd_vs_teacher['fid']:.2f}; "
+          f"(ratio {result['fid_ratio_hkd_over_teacher']:.2f}), HKD/teacher {gap}; "
           f"KID HKD/data {hkd_vs_data['kid_mean']:.4f}; {result['seconds']:.0f} s -> {args.out}")
 
 
