@@ -1,30 +1,46 @@
 #!/usr/bin/env bash
-# The Fashion-MNIST chain behind the shipped model and the headline numbers, resumable step by step:
+# The Fashion-MNIST chain behind the shipped models and the headline numbers, resumable step by step:
 #   bash analyses/fashion_pipeline.sh [THREADS]
 # Each step skips work already done (training resumes, stores continue, references are cached).
+# Long runs live in RUNS (default ~/koopscope-runs), outside the work tree, so they survive a fresh checkout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TH=${1:-1}
 K=".venv/bin/koopscope"
 PY=".venv/bin/python"
-# The shipped teacher (checkpoints/) was made by the first command; set RETRAIN=1 to redo it.
-TEACHER=koopscope/models/teacher-fashion.safetensors S=runs/traj-fashion H=runs/hkd-fashion
+R=${RUNS:-$HOME/koopscope-runs}
+# The shipped teacher (koopscope/models/) was made by the first command; set RETRAIN=1 to redo it.
+TEACHER=$(pwd)/koopscope/models/teacher-fashion.safetensors S=$R/traj-fashion
+H1=$R/hkd-fashion H2=$R/hkd-fashion-v2 V1=$R/hkd-fashion-v1.safetensors
 
 resume() { [ -f "$1/checkpoint.safetensors" ] && echo --resume || true; }
 missing() { [ "${FORCE:-0}" = 1 ] || [ ! -f "$1" ]; }   # evaluations already saved are skipped (FORCE=1 redoes)
 
 if [ "${RETRAIN:-0}" = 1 ]; then
-  $K train teacher --preset fashion --out runs/teacher-fashion --threads "$TH" --no-progress $(resume runs/teacher-fashion)
-  TEACHER=runs/teacher-fashion/model.safetensors
+  $K train teacher --preset fashion --out $R/teacher-fashion --threads "$TH" --no-progress $(resume $R/teacher-fashion)
+  TEACHER=$R/teacher-fashion/model.safetensors
 fi
 missing figures/teacher_samples.png && $PY analyses/fig_teacher_samples.py $TEACHER
 $K trajectories $TEACHER --out $S --count 5000 --threads "$TH" --no-progress
 missing analyses/results/eval_teacher.json && $PY analyses/eval_teacher.py --teacher $TEACHER --trajectories $S --count 5000 --threads "$TH" --no-progress
 $PY analyses/ablation_dynamics.py --preset fashion --teacher $TEACHER --trajectories $S --steps 300 --fid 1000 --threads "$TH" \
-  --results analyses/results/ablation_dynamics-fashion.json --figure figures/ablation_dynamics_fashion
-$K train hkd --preset fashion --trajectories $S --teacher $TEACHER --out $H --threads "$TH" --no-progress $(resume $H)
-$PY analyses/eval_hkd.py --hkd $H/model.safetensors --trajectories $S --count 5000 --threads "$TH" --no-progress
-$PY analyses/bench_speed.py --teacher $TEACHER --hkd $H/model.safetensors --threads "$TH"
-$PY analyses/ship_model.py $H/model.safetensors   # -> koopscope/models/hkd-fashion.{safetensors,json}
-$PY analyses/fig_hkd_samples.py --hkd $H/model.safetensors
-$PY analyses/spectrum_reading.py --hkd $H/model.safetensors --threads "$TH"
+  --out-dir $R/ablation_dynamics-fashion --results analyses/results/ablation_dynamics-fashion.json --figure figures/ablation_dynamics_fashion
+# v1: the paper's objective + intermediate supervision, energy noise estimate (4000 steps; the previously shipped student)
+$K train hkd --preset fashion --trajectories $S --teacher $TEACHER --out $H1 --noise-estimate energy --latent 0 \
+  --threads "$TH" --no-progress $(resume $H1)
+[ -f $V1 ] || cp $H1/model.safetensors $V1
+# which objective makes v1 consistent: 300-step fine-tunes of v1, one per setting
+$PY analyses/ablation_consistency.py --trajectories $S --teacher $TEACHER --init $V1 --steps 300 --fid 2000 \
+  --out-dir $R/ablation-ft --threads "$TH"
+# v2, shipped: v1 fine-tuned with the chosen objective (latent consistency 1, Haar noise estimate), 800 steps
+[ -d $H2 ] || cp -r $R/ablation-ft/haar-lat1 $H2
+$K train hkd --preset fashion --trajectories $S --teacher $TEACHER --init $V1 --latent 1 --noise-estimate haar \
+  --intermediate 1 --grid 16 --out $H2 --resume --steps 800 --threads "$TH" --no-progress
+$K consistency $H2/model.safetensors --out analyses/results/consistency_fashion.nc --threads "$TH" --no-progress
+cp analyses/results/consistency_fashion.png figures/consistency_fashion.png
+$PY analyses/eval_hkd.py --hkd $H2/model.safetensors --trajectories $S --count 5000 --threads "$TH" --no-progress \
+  --teacher-from analyses/results/eval_teacher.json
+$PY analyses/bench_speed.py --teacher $TEACHER --hkd $H2/model.safetensors --threads "$TH"
+$PY analyses/ship_model.py $H2/model.safetensors   # -> koopscope/models/hkd-fashion.{safetensors,json}
+$PY analyses/fig_hkd_samples.py --hkd $H2/model.safetensors
+$PY analyses/spectrum_reading.py --hkd koopscope/models/hkd-fashion.safetensors --threads "$TH"

@@ -10,6 +10,10 @@ held-out seeds, from the isolated and cumulative band reconstructions along the 
   centroid of the isolated decoding (mean radial frequency of its power, cycles per pixel);
 - cumulative: the distance of low, low+mid, ... to the full decoding (relative RMSE).
 
+A reading is a statement about the model's representation, meaningful as far as its latents follow
+the generators: the model's recorded consistency (docs/method.md §5) is reported beside it.
+analyses/results/spectrum_reading_v1.json is the same reading of the previous, inconsistent student.
+
     python analyses/spectrum_reading.py [--hkd CKPT] [--count 64] [--times 8] [--seed 2000000]
 
 Writes analyses/results/spectrum_reading.json, figures/spectrum_reading.{png,pdf},
@@ -110,8 +114,10 @@ def plot(res: dict, stem: Path) -> None:
         a.set(xscale="log", xlabel="sigma", title=t)
         a.invert_xaxis()
         a.legend(fontsize=7)
+    c = res.get("consistency")
+    read = f"min explained share {c['min_explained']:.2f}" if c else "consistency not recorded"
     fig.suptitle(f"Band reading of {res['checkpoint_name']} ({res['count']} held-out seeds, "
-                 f"{res['bands']['method']} bands)", fontsize=10)
+                 f"{res['bands']['method']} bands; {read})", fontsize=10)
     fig.tight_layout()
     save_figure(fig, stem, dpi=130)
 
@@ -140,7 +146,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     path = args.hkd or default_checkpoint()[0]
     name = (path.stem if path.parent.name == "models" else path.parent.name).removeprefix("hkd-")
-    model, _ = load_hkd(path)
+    model, meta = load_hkd(path)
+    consistency = meta.get("consistency")   # recorded when the model was shipped (`koopscope consistency`)
     cfg = model.cfg
     ds = spectrum(model, method=args.method, attrs=checkpoint_attrs(path))   # the loaded model: one read
     save_figure(plot_spectrum(ds), ROOT / f"figures/spectrum_{name}.png")
@@ -153,6 +160,7 @@ def main() -> None:
     noise = seeded_noise(list(seeds), (cfg.unet.img_channels, cfg.unet.resolution, cfg.unet.resolution)).numpy()
     res = {"checkpoint": str(path), "checkpoint_name": name, "count": args.count, "seeds": [args.seed, seeds[-1]],
            "time_convention": ds.attrs["time_convention"], "dtau": ds.attrs["dtau"],
+           "consistency": consistency and {k: consistency[k] for k in ("consistent", "min_explained", "verdict")},
            "levels": spectrum_numbers(ds),
            "bands": {"method": args.method, **band_numbers(iso, cum, noise)}}
     write_json(args.out, res)
@@ -168,6 +176,7 @@ def main() -> None:
               f"{v['corr_full'][-1]:.2f}; centroid at eps {v['centroid'][-1]:.3f}")
     for k, v in b["cumulative_rel_rmse"].items():
         print(f"cumulative {k}: rel. RMSE to full decoding at eps {v[-1]:.3f}")
+    print(consistency["verdict"] if consistency else "consistency: not recorded; run `koopscope consistency`")
     print(f"results: {args.out}")
 
 
