@@ -42,6 +42,20 @@ RULE = ("best FID among the settings whose explained share is >= 0.8 at every le
         "sigma <= 40; if none reaches it, the frontier point with the largest minimum explained share whose "
         "FID is within 10% of the best")
 HELDOUT_SEED, FID_SEED = 2_000_000, 1_000_000
+INIT = "init"   # the --init student itself, before any fine-tuning (the control)
+
+
+def setting(name: str, path: Path) -> dict:
+    """The objective a row was trained with (for the init row: read from its checkpoint)."""
+    if name != INIT:
+        return dict(zip(("encoder_time", "intermediate", "latent", "noise_estimate"), SETTINGS[name]))
+    from koopscope.hkd.config import HKDConfig
+    from koopscope.io.meta import read_meta
+
+    meta = read_meta(path)
+    model, loss = HKDConfig.from_dict(meta["config"]["model"]), meta["config"]["loss"]
+    return {"encoder_time": model.encoder_time, "intermediate": loss["intermediate"],
+            "latent": loss.get("latent", 0.0), "noise_estimate": model.noise_estimate}
 
 
 def train_run(args, name: str, store) -> Path:
@@ -136,7 +150,7 @@ def table(results: dict) -> str:
             f"sigma 3.3 / 0.06 | fidelity | MSE | MSE A=0 | A=0 ratio | FID@{results['fid_count']} |")
     rows = [head, "|" + "---|" * (head.count("|") - 1)]
     for name, r in results["runs"].items():
-        et, mid, lat, noise = SETTINGS[name]
+        et, mid, lat, noise = (r["setting"][k] for k in ("encoder_time", "intermediate", "latent", "noise_estimate"))
         sig = np.array(r["sigmas"])
         at = [r["explained_overall_from_T"][int(np.argmin(abs(sig[1:] - s)))] for s in (3.26, 0.06)]
         fid = f"{r['fid']['fid']:.1f}" if "fid" in r else "-"
@@ -185,7 +199,8 @@ def main() -> None:
     ap.add_argument("--fid", type=int, default=2000, help="FID of this many one-step samples per run (0: none)")
     ap.add_argument("--ref", default="fashion:train", help="FID reference (dataset:split)")
     ap.add_argument("--ref-count", type=int, default=5000)
-    ap.add_argument("--only", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
+    ap.add_argument("--only", nargs="*", choices=list(SETTINGS), default=list(SETTINGS))
+    ap.add_argument("--with-init", action="store_true", help="also measure the --init student itself (the control)")
     ap.add_argument("--out-dir", type=Path, default=ROOT / "runs/ablation-consistency")
     ap.add_argument("--results", type=Path, default=ROOT / "analyses/results/ablation_consistency.json")
     ap.add_argument("--figure", type=Path, default=ROOT / "figures/ablation_consistency")
@@ -207,16 +222,17 @@ def main() -> None:
                   "reference_count": args.ref_count, "rule": RULE,
                   "settings": {n: dict(zip(("encoder_time", "intermediate", "latent", "noise_estimate"), v))
                                for n, v in SETTINGS.items()}}
-        for name in args.only:
+        todo = ([INIT] if args.init and args.with_init else []) + args.only
+        for name in todo:
             t0 = time.perf_counter()
-            path = train_run(args, name, args.trajectories)
-            run = {"run": str(path.parent), **evaluate_run(path, states, sigmas, args.fid, ref),
-                   "seconds": round(time.perf_counter() - t0, 1)}
+            path = args.init if name == INIT else train_run(args, name, args.trajectories)
+            run = {"run": str(path.parent), "setting": setting(name, path),
+                   **evaluate_run(path, states, sigmas, args.fid, ref), "seconds": round(time.perf_counter() - t0, 1)}
             merge(args.results, header, {name: run})
             print(f"{name}: min explained {run['min_explained']:.3f}, FID {run.get('fid', {}).get('fid', '-')} "
                   f"({run['seconds']} s)", flush=True)
     results = json.loads(args.results.read_text())
-    results["runs"] = {n: results["runs"][n] for n in SETTINGS if n in results["runs"]}
+    results["runs"] = {n: results["runs"][n] for n in [INIT, *SETTINGS] if n in results["runs"]}
     if any("fid" in r for r in results["runs"].values()):
         results["chosen"] = choose(results)
         merge(args.results, {"chosen": results["chosen"]})

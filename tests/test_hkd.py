@@ -49,8 +49,8 @@ def chain(tmp_path_factory):
 def _task(chain, **model):
     p = HKD_PRESETS["smoke"]
     cfg = HKDConfig(UNET, time=p.time, **{"encoder_time": p.encoder_time, **model})
-    return HKDTask(cfg, HKDLossConfig(distance=p.distance, intermediate=p.intermediate), chain[1], p.times,
-                   teacher=str(chain[0]))
+    loss = HKDLossConfig(distance=p.distance, intermediate=p.intermediate, latent=p.latent)
+    return HKDTask(cfg, loss, chain[1], p.times, teacher=str(chain[0]))
 
 
 def _train(chain, out, steps, resume=False, **cfg):

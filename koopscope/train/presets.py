@@ -74,7 +74,7 @@ class HKDPreset:
     distance: str = "mse"
     encoder_time: str = "blind"  # "sigma" | "blind" (docs/method.md §4; blind + intermediate: see analyses)
     intermediate: float = 1.0    # weight of intermediate-state supervision (0 = paper objective)
-    latent: float = 0.0          # weight of latent consistency (0 = paper objective)
+    latent: float = 1.0          # weight of latent consistency (0 = paper objective; docs/method.md §5)
     noise_estimate: str = "haar"  # the blind encoder's noise-level estimate
     time: str = "log"            # the generators' time variable
 
