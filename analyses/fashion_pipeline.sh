@@ -37,7 +37,7 @@ $PY analyses/ablation_consistency.py --trajectories $S --teacher $TEACHER --init
 $K train hkd --preset fashion --trajectories $S --teacher $TEACHER --init $V1 --latent 1 --noise-estimate haar \
   --intermediate 1 --grid 16 --out $H2 --resume --steps 800 --threads "$TH" --no-progress
 $K consistency $H2/model.safetensors --out analyses/results/consistency_fashion.nc --threads "$TH" --no-progress
-cp analyses/results/consistency_fashion.png figures/consistency_fashion.png
+mv analyses/results/consistency_fashion.png figures/consistency_fashion.png
 $PY analyses/eval_hkd.py --hkd $H2/model.safetensors --trajectories $S --count 5000 --threads "$TH" --no-progress \
   --teacher-from analyses/results/eval_teacher.json
 $PY analyses/bench_speed.py --teacher $TEACHER --hkd $H2/model.safetensors --threads "$TH"
