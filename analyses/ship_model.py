@@ -31,6 +31,18 @@ def final_losses(run: Path, last: int = 100) -> dict:
     return {k: round(sum(r[k] for r in rows) / len(rows), 5) for k in keys}
 
 
+def train_command(meta: dict, teacher: Path, out: Path) -> str:
+    """The `koopscope train hkd` call that reproduces the checkpoint's config and step count."""
+    cfg, prov = meta["config"], meta["provenance"]
+    model, loss = cfg["model"], cfg["loss"]
+    flags = {"--trajectories": prov["trajectories"], "--teacher": teacher, "--init": cfg.get("init"),
+             "--encoder-time": model["encoder_time"], "--noise-estimate": model.get("noise_estimate", "energy"),
+             "--intermediate": loss["intermediate"], "--latent": loss.get("latent", 0.0),
+             "--distance": loss["distance"], "--times": cfg["times"], "--steps": prov["step"], "--out": out}
+    return " ".join([f"koopscope train hkd --preset {prov['preset']}",
+                     *(f"{k} {v}" for k, v in flags.items() if v is not None)])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", type=Path, help="the run's model.safetensors")
@@ -63,8 +75,7 @@ def main() -> None:
                 f"{prov['grid_steps']}-step trajectories",
         "commands": ["bash analyses/fashion_pipeline.sh",
                      f"python analyses/ship_model.py {args.model}"],
-        "train_command": f"koopscope train hkd --preset {prov['preset']} --trajectories {prov['trajectories']} "
-                         f"--teacher {args.teacher.relative_to(ROOT)} --out {args.model.parent}",
+        "train_command": train_command(meta, args.teacher.relative_to(ROOT), args.model.parent),
         "steps": prov["step"], "images_seen": prov["images_seen"], "git_commit": prov["git_commit"],
         "config": meta["config"],
         "data": {k: tp[k] for k in ("dataset", "split", "data_hash", "data_count")},
