@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from koopscope.diffusion.config import HELD_OUT_SEED
 from koopscope.io.atomic import write_json
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -127,7 +128,7 @@ def main() -> None:
     ap.add_argument("--hkd", type=Path, default=None, help="HKD checkpoint (default: the shipped model)")
     ap.add_argument("--count", type=int, default=64)
     ap.add_argument("--times", type=int, default=8)
-    ap.add_argument("--seed", type=int, default=2_000_000, help="first seed (held out from training)")
+    ap.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="first seed (held out from training)")
     ap.add_argument("--method", default="rank", choices=("rank", "quantile"))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=ROOT / "analyses/results/spectrum_reading.json")

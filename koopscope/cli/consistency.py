@@ -7,10 +7,9 @@ from pathlib import Path
 
 import typer
 
+from ..diffusion.config import HELD_OUT_SEED
 from .common import check_writable, user_errors
 from .spectral import Method, _check_bands, _checkpoint
-
-HELD_OUT_SEED = 2_000_000   # trajectories for the measurement; training stores start at seed 0
 
 
 def _outputs(out: Path | None) -> dict[str, Path]:

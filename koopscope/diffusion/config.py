@@ -43,3 +43,5 @@ class UNetConfig:
                 res //= 2
         shapes.append((self.channels * self.channel_mult[-1], res, res))
         return shapes
+
+HELD_OUT_SEED = 2_000_000   # first seed of measurement trajectories; training stores start at 0, HKD FID at 1e6
