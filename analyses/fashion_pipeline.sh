@@ -30,7 +30,7 @@ $K train hkd --preset fashion --trajectories $S --teacher $TEACHER --out $H1 --n
   --threads "$TH" --no-progress $(resume $H1)
 [ -f $V1 ] || cp $H1/model.safetensors $V1
 # which objective makes v1 consistent: 300-step fine-tunes of v1, one per setting
-$PY analyses/ablation_consistency.py --trajectories $S --teacher $TEACHER --init $V1 --steps 300 --fid 2000 \
+$PY analyses/ablation_consistency.py --trajectories $S --teacher $TEACHER --init $V1 --with-init --steps 300 --fid 2000 \
   --out-dir $R/ablation-ft --threads "$TH"
 # v2, shipped: v1 fine-tuned with the chosen objective (latent consistency 1, Haar noise estimate), 800 steps
 [ -d $H2 ] || cp -r $R/ablation-ft/haar-lat1 $H2
