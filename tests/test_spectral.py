@@ -73,7 +73,12 @@ def test_derived_quantities(time):
         ds.attrs["time_convention"]
     lam = ds.eigenvalue
     xr.testing.assert_allclose(ds.growth, np.abs(np.exp(lam * dtau)).where(ds.valid))
-    xr.testing.assert_allclose(ds.half_life, (np.log(2) / np.abs(lam.real)).where(ds.valid))
+    decay = lam.real * -np.sign(dtau)  # along T -> eps
+    xr.testing.assert_allclose(ds.decay, decay.where(ds.valid))
+    assert (ds.decay > 0).any() and (ds.decay < 0).any()  # the test model has both kinds
+    assert ((ds.growth < 1) == (ds.decay > 0)).where(ds.valid == 1, True).all()
+    xr.testing.assert_allclose(ds.half_life, (np.log(2) / decay).where(decay > 0))
+    xr.testing.assert_allclose(ds.doubling_time, (np.log(2) / -decay).where(decay < 0))
     xr.testing.assert_equal(ds.decay_rate, np.abs(lam.real).where(ds.valid))
     xr.testing.assert_equal(ds.frequency, lam.imag.where(ds.valid))
 

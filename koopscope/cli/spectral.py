@@ -50,21 +50,29 @@ def _tables(ds) -> list:
         return t
 
     levels = table(f"{a['time_convention']}; sigma {a['sigma_max']:g} -> {a['sigma_min']:g} (dtau {a['dtau']:.3g})",
-                   "level", "d x h x w", "modes", "|Re| range", "Im range", "growth T->eps")
+                   "level", "d x h x w", "modes", "|Re| range", "Im range", "growth T->eps", "decaying")
     bands = table(f"{a['bands']} bands by {a['band_method']}", "level", "band", "modes", "|Re| range", "cut below")
-    modes = table("most persistent (smallest |Re|) and fastest modes; growth = |exp(lambda dtau)|",
-                  "level", "mode", "lambda", "y, x, block", "half-life", "growth")
+    modes = table("most persistent (smallest |Re|) and fastest modes; along T -> eps a mode halves (½) or "
+                  "doubles (2×) in the tau shown; growth = |exp(lambda dtau)|",
+                  "level", "mode", "lambda", "y, x, block", "½ / 2× time", "growth")
     for r in summary(ds):
         lvl = str(r["level"]) + ("" if r["active"] else " (off)")
         levels.add_row(lvl, f"{r['dim']}x{r['height']}x{r['width']}", str(r["modes"]), _range(r["decay_rate"]),
-                       _range(r["frequency"]), _range(r["growth"]))
+                       _range(r["frequency"]), _range(r["growth"]), f"{r['decaying']:.0%}")
         for (name, b), cut in zip(r["bands"].items(), [math.nan, *r["thresholds"]]):
             bands.add_row(lvl, name, str(b["modes"]), _range(b["decay_rate"]), "" if math.isnan(cut) else f"{cut:.3g}")
         for which, label in (("most_persistent", "persistent"), ("fastest", "fastest")):
             m = r[which]
             modes.add_row(lvl, label, f"{m['re']:.3g}{m['im']:+.3g}i", f"{m['y']}, {m['x']}, {m['block']}",
-                          f"{m['half_life']:.3g}", f"{m['growth']:.3g}")
+                          _lifetime(m), f"{m['growth']:.3g}")
     return [levels, bands, modes]
+
+
+def _lifetime(m: dict) -> str:
+    """Half-life of a decaying mode, doubling time of a growing one (tau units), along T -> eps."""
+    if m["decay"] > 0:
+        return f"½ in {m['half_life']:.3g}"
+    return f"2× in {m['doubling_time']:.3g}" if m["decay"] < 0 else "constant"
 
 
 def _range(pair) -> str:

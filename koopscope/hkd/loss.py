@@ -13,7 +13,7 @@ from ..errors import KoopscopeError
 from .koopman import delta_tau
 from .model import HKD, c_in
 
-DISTANCES = ("mse", "huber", "lpips")
+DISTANCES = ("mse", "huber")  # LPIPS needs ImageNet weights that cannot be had offline
 
 
 def distance(kind: str, a: Tensor, b: Tensor) -> Tensor:
@@ -24,9 +24,6 @@ def distance(kind: str, a: Tensor, b: Tensor) -> Tensor:
     if kind == "huber":
         c = 0.00054 * math.sqrt(diff.shape[1])
         return (diff.pow(2).sum(1) + c**2).sqrt() - c
-    if kind == "lpips":
-        raise KoopscopeError("LPIPS needs ImageNet backbone weights that are not installed here; "
-                             "use --distance mse or huber")
     raise KoopscopeError(f"unknown distance '{kind}'; choose one of: {', '.join(DISTANCES)}")
 
 

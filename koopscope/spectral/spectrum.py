@@ -8,7 +8,9 @@ Dims: level, y, x, mode (modes sorted by |Re| per location, conjugate pairs adja
 band, edge. Variables per mode: ``eigenvalue`` (complex, continuous time, per unit tau),
 ``decay_rate`` |Re|, ``frequency`` Im (angular, rad per unit tau), ``growth``
 |exp(lambda dtau)| over the whole trajectory T -> eps (dtau = tau(eps) - tau(T) < 0, so
-Re > 0 decays), ``half_life`` ln 2 / |Re| in tau units, ``pair`` (conjugate group),
+Re > 0 decays), ``decay`` the signed rate along the trajectory (Re sign(-dtau): positive
+decays, negative grows), ``half_life`` ln 2 / decay for decaying modes and ``doubling_time``
+ln 2 / -decay for growing ones (NaN otherwise; tau units), ``pair`` (conjugate group),
 ``block`` (latent channels 2k, 2k+1; -1 on the dense path), ``band_index``, ``valid``.
 Per level and band: ``band_modes``, ``band_re_min``, ``band_re_max``; per level and edge:
 ``threshold`` (the quantile method's |Re| cuts; NaN for rank). Attrs record the time
@@ -150,9 +152,11 @@ def _assemble(levels: list[LevelModes], time: str, n: int, method: str, sigma_mi
         if lm.block is not None:
             block[i, :h, :w, :m] = lm.block
     dtau = delta_tau(float(sigma_max), float(sigma_min), time)
-    rate = np.abs(eig.real)
-    with np.errstate(divide="ignore", over="ignore"):
-        half_life, growth = np.log(2) / rate, np.exp(eig.real * dtau)
+    rate, decay = np.abs(eig.real), eig.real * -np.sign(dtau)
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        growth = np.exp(eig.real * dtau)
+        half_life = np.where(decay > 0, np.log(2) / decay, np.nan)
+        doubling = np.where(decay < 0, np.log(2) / -decay, np.nan)
     stats = np.full((3, len(levels), n), np.nan)
     for i, b in np.ndindex(len(levels), n):
         r = rate[i][band[i] == b]
@@ -163,7 +167,10 @@ def _assemble(levels: list[LevelModes], time: str, n: int, method: str, sigma_mi
         "decay_rate": (MODE_DIMS, rate, {"long_name": "|Re lambda|", "units": "1/tau"}),
         "frequency": (MODE_DIMS, eig.imag, {"long_name": "Im lambda (angular frequency)", "units": "rad/tau"}),
         "growth": (MODE_DIMS, growth, {"long_name": "|exp(lambda dtau)| from sigma_max to sigma_min"}),
-        "half_life": (MODE_DIMS, half_life, {"long_name": "ln 2 / |Re lambda|", "units": "tau"}),
+        "decay": (MODE_DIMS, decay, {"long_name": "signed decay rate along sigma_max -> sigma_min (< 0: grows)",
+                                     "units": "1/tau"}),
+        "half_life": (MODE_DIMS, half_life, {"long_name": "ln 2 / decay, decaying modes only", "units": "tau"}),
+        "doubling_time": (MODE_DIMS, doubling, {"long_name": "ln 2 / -decay, growing modes only", "units": "tau"}),
         "pair": (MODE_DIMS, pair, {"long_name": "conjugate group within the location (-1: padding)"}),
         "block": (MODE_DIMS, block, {"long_name": "latent channels 2k, 2k+1 of the mode (-1: dense or padding)"}),
         "band_index": (MODE_DIMS, band, {"long_name": "index into the band coordinate (-1: padding)"}),
@@ -203,11 +210,13 @@ def _mode(lv: xr.Dataset, flat: int) -> dict:
     v = lv.isel(y=y, x=x, mode=m)
     lam = complex(v.eigenvalue)
     return {"re": lam.real, "im": lam.imag, "y": int(y), "x": int(x), "mode": int(m), "block": int(v.block),
-            "half_life": float(v.half_life), "growth": float(v.growth)}
+            "decay": float(v.decay), "half_life": float(v.half_life), "doubling_time": float(v.doubling_time),
+            "growth": float(v.growth)}
 
 
 def summary(ds: xr.Dataset) -> list[dict]:
-    """Per level: shape, mode count, |Re| / Im / growth ranges, bands, most persistent and fastest mode."""
+    """Per level: shape, mode count, |Re| / Im / growth ranges, share of decaying modes, bands, most
+    persistent and fastest mode."""
     rows = []
     for level in ds.level.values:
         lv = level_view(ds, int(level))
@@ -216,7 +225,7 @@ def summary(ds: xr.Dataset) -> list[dict]:
             "level": int(level), "dim": int(lv["dim"]), "height": int(lv.height), "width": int(lv.width),
             "active": bool(lv.active), "modes": int(rate.size),
             "decay_rate": [float(rate.min()), float(rate.max())], "frequency": [float(im.min()), float(im.max())],
-            "growth": [float(growth.min()), float(growth.max())],
+            "growth": [float(growth.min()), float(growth.max())], "decaying": float((lv.decay.values > 0).mean()),
             "thresholds": [float(t) for t in lv.threshold.values],
             "bands": {str(b): {"modes": int(lv.band_modes.sel(band=b)), "decay_rate": [
                 float(lv.band_re_min.sel(band=b)), float(lv.band_re_max.sel(band=b))]} for b in lv.band.values},
