@@ -68,9 +68,8 @@ def test_fid_from_stats_matches_scipy_sqrtm():
 
 
 def test_fid_from_stats_matches_torchmetrics_float64():
-    tm_fid = pytest.importorskip("torchmetrics.image.fid")
-    if not hasattr(tm_fid, "_compute_fid"):
-        pytest.skip("torchmetrics no longer exposes _compute_fid")
+    from torchmetrics.image import fid as tm_fid  # a dev dependency: installed wherever the tests run
+
     rng = np.random.default_rng(1)
     mu1, mu2, s1, s2 = rng.normal(size=16), rng.normal(size=16), random_spd(rng, 16), random_spd(rng, 16)
     theirs = tm_fid._compute_fid(*(torch.from_numpy(v) for v in (mu1, s1, mu2, s2))).item()
@@ -120,7 +119,7 @@ def test_kid_subset_average_and_std():
 
 
 def test_kid_matches_torchmetrics_poly_mmd_float64():
-    tm_kid = pytest.importorskip("torchmetrics.image.kid")
+    from torchmetrics.image import kid as tm_kid
     rng = np.random.default_rng(6)
     x, y = rng.normal(size=(50, 8)), rng.normal(0.3, 1.2, size=(50, 8))
     theirs = tm_kid.poly_mmd(torch.from_numpy(x), torch.from_numpy(y)).item()
@@ -291,3 +290,17 @@ def test_inception_on_grey_images(inception, monkeypatch):
     assert feats.std(axis=0).max() > 0  # different images, different features
     np.testing.assert_array_equal(inception(grey.repeat(1, 3, 1, 1)), feats)
     assert len(inception.id) == 12
+
+
+def test_inception_matches_recorded_features(inception):
+    """Pins preprocessing and network against features recorded once (tests/data/inception_reference.json)."""
+    import json
+    from pathlib import Path
+
+    ref = json.loads((Path(__file__).parent / "data" / "inception_reference.json").read_text())
+    ramp = torch.linspace(-1, 1, 28).expand(28, 28)
+    noise = torch.rand(28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    feats = inception(torch.stack([ramp, ramp.T, noise])[:, None])
+    assert inception.id == ref["id"]
+    np.testing.assert_allclose(feats[:, ref["dims"]], ref["features"], rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(np.linalg.norm(feats, axis=1), ref["norm"], rtol=1e-4)

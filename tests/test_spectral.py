@@ -125,13 +125,22 @@ def test_dense_random_generator_matches_numpy():
         spectrum_from_dense(np.ones((2, 2, 2, 3, 3)))
 
 
-def test_checkpoint_path_reads_only_the_generators():
+def test_checkpoint_path_reads_only_the_generators(tmp_path):
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
     path = default_checkpoint()[0]
     ds = spectrum(path)
     assert ds.attrs["checkpoint"] == str(path) and len(ds.attrs["checkpoint_sha256"]) == 64
     model, _ = load_hkd(path)
-    xr.testing.assert_identical(ds, spectrum(model, attrs={k: ds.attrs[k] for k in ("checkpoint",
-                                                                                     "checkpoint_sha256")}))
+    attrs = {k: ds.attrs[k] for k in ("checkpoint", "checkpoint_sha256")}
+    xr.testing.assert_identical(ds, spectrum(model, attrs=attrs))
+    with safe_open(str(path), framework="numpy") as f:  # the same file without encoder and decoder
+        kept = {k: f.get_tensor(k) for k in f.keys() if ".koopman." in k}
+        save_file(kept, tmp_path / "generators.safetensors", metadata=f.metadata())
+    assert 0 < len(kept) < len(model.state_dict())
+    stripped = spectrum(tmp_path / "generators.safetensors")
+    xr.testing.assert_identical(ds.drop_attrs(), stripped.drop_attrs())
 
 
 def test_spectrum_command_runs_without_torch(tmp_path):
