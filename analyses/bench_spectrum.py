@@ -56,7 +56,7 @@ def cifar_generators(path: Path) -> Path:
     from koopscope.train.presets import TEACHER_PRESETS
 
     cfg = HKDConfig(unet=TEACHER_PRESETS["cifar10"].unet)
-    koopman = randomise(HierarchicalKoopman(cfg.unet.level_shapes(), time=cfg.time))
+    koopman = randomise(HierarchicalKoopman(cfg.unet.level_shapes()))
     return save_checkpoint(path, with_prefix(koopman.state_dict(), "ema.koopman"), "hkd", {"model": cfg.to_dict()},
                            provenance(note="random generators only, for benchmarks"))
 

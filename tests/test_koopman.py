@@ -4,14 +4,8 @@ import pytest
 import scipy.linalg
 import torch
 
-from koopscope.hkd.koopman import (
-    EXPONENT_CLAMP,
-    HierarchicalKoopman,
-    KoopmanGenerators,
-    apply_precomputed,
-    delta_tau,
-    tau,
-)
+from koopscope.hkd.config import delta_tau, tau
+from koopscope.hkd.koopman import EXPONENT_CLAMP, HierarchicalKoopman, KoopmanGenerators, apply_precomputed
 
 T, EPS = 80.0, 0.002
 
@@ -49,8 +43,6 @@ def test_init_zero_is_identity_and_state_dict_plain():
 def test_bad_arguments():
     with pytest.raises(ValueError):
         KoopmanGenerators(5, 2, 2)
-    with pytest.raises(ValueError):
-        KoopmanGenerators(4, 2, 2, time="linear")
     with pytest.raises(ValueError):
         KoopmanGenerators(4, 2, 2).propagate(torch.zeros(1, 4, 2, 3), 1.0)
 
@@ -114,20 +106,22 @@ def test_per_sample_dt():
     torch.testing.assert_close(out[1], z[1])
     sig_from = torch.tensor([80.0, 10.0, 1.0], dtype=torch.float64)
     sig_to = torch.tensor([0.002, 0.002, 0.5], dtype=torch.float64)
-    out = gen.propagate_sigma(z, sig_from, sig_to)
+    out = gen.propagate(z, delta_tau(sig_from, sig_to))
     torch.testing.assert_close(out[0:1], gen.propagate(z[0:1], math.log(0.002 / 80)))
 
 
 def test_time_parameterisation():
-    assert tau(80.0, "sigma").item() == 80.0
-    assert tau(80.0, "log").item() == pytest.approx(math.log(80.0))
-    assert delta_tau(T, EPS, "log").item() == pytest.approx(-10.596634733)
-    assert delta_tau(T, EPS, "sigma").item() == pytest.approx(EPS - T)
+    assert tau(80.0, "sigma") == 80.0
+    assert tau(80.0, "log") == pytest.approx(math.log(80.0))
+    assert delta_tau(T, EPS, "log") == pytest.approx(-10.596634733)
+    assert delta_tau(T, EPS, "sigma") == pytest.approx(EPS - T)
+    sig = torch.tensor([T, EPS], dtype=torch.float32)  # tensors: float64, the same values as floats
+    assert tau(sig, "log").dtype == torch.float64 and tau(sig, "log")[0].item() == pytest.approx(math.log(T))
     with pytest.raises(ValueError):
         tau(1.0, "linear")
-    gen = random_gen(time="sigma")
+    gen = random_gen()
     z = randz(gen)
-    torch.testing.assert_close(gen.propagate_sigma(z, 1.0, 0.5), gen.propagate(z, -0.5))
+    torch.testing.assert_close(gen.propagate(z, delta_tau(1.0, 0.5, "sigma")), gen.propagate(z, -0.5))
 
 
 def test_gradcheck():
@@ -140,7 +134,7 @@ def test_gradcheck():
 
 @pytest.mark.parametrize("kind, max_alpha", [("log", 5.0), ("sigma", 5.0)])
 def test_float32_full_range_stable(kind, max_alpha):
-    gen = KoopmanGenerators(8, 4, 4, time=kind)
+    gen = KoopmanGenerators(8, 4, 4)
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         gen.alpha.uniform_(-max_alpha, max_alpha, generator=g)
@@ -151,13 +145,13 @@ def test_float32_full_range_stable(kind, max_alpha):
     for s_from, s_to in [(T, EPS), (EPS, T)]:
         gen.zero_grad()
         z.grad = None
-        out = gen.propagate_sigma(z, s_from, s_to)
+        out = gen.propagate(z, delta_tau(s_from, s_to, kind))
         assert out.dtype == torch.float32 and torch.isfinite(out).all()
         out.sum().backward()
         for p in (gen.alpha, gen.beta, z):
             assert torch.isfinite(p.grad).all()
     if kind == "log":  # no clamping over the full range: float32 agrees with float64
-        dt = delta_tau(T, EPS, kind).item()
+        dt = delta_tau(T, EPS, kind)
         assert max_alpha * abs(dt) < EXPONENT_CLAMP
         out = gen.propagate(z.detach(), dt)
         ref = gen.double().propagate(z.detach().double(), dt)
@@ -211,7 +205,7 @@ def test_hierarchical_all_levels():
         assert not torch.allclose(o, z)
     assert [A.shape for A in hk.dense()] == [(4, 4, 4, 4), (2, 2, 6, 6), (1, 1, 8, 8)]
     torch.testing.assert_close(hk.apply_precomputed(zs, hk.precompute(-1.5)), out)
-    torch.testing.assert_close(hk.propagate_sigma(zs, T, EPS), hk.propagate(zs, math.log(EPS / T)))
+    torch.testing.assert_close(hk.propagate(zs, delta_tau(T, EPS)), hk.propagate(zs, math.log(EPS / T)))
     with pytest.raises(ValueError):
         hk.propagate(zs[:2], 1.0)
 

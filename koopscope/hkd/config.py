@@ -1,4 +1,8 @@
-"""HKD's config, checkpoint kind and time axis, without torch (``koopscope spectrum`` reads with these alone)."""
+"""HKD's config, checkpoint kind and time axis, without torch (``koopscope spectrum`` reads with these alone).
+
+This module is the one owner of the map from noise level sigma to the generators' time tau: the
+generators themselves only take a step dt (``koopman.py``).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from dataclasses import asdict, dataclass
 from ..diffusion.config import SIGMA_MAX, SIGMA_MIN, UNetConfig
 
 KIND = "hkd"
-TIME_KINDS = ("sigma", "log")
+TIME_CONVENTIONS = {"log": "generator acts on tau = ln(sigma)", "sigma": "generator acts on tau = sigma"}
 NOISE_ESTIMATES = ("haar", "energy")
 
 
@@ -33,24 +37,30 @@ class HKDConfig:
         # checkpoints written before the noise estimate was a choice used the energy estimate
         return cls(**{"noise_estimate": "energy", **d, "unet": UNetConfig.from_dict(d["unet"])})
 
+    def dt(self, sigma_from, sigma_to):
+        """The step in tau that maps a latent at ``sigma_from`` to ``sigma_to`` (floats or tensors)."""
+        return delta_tau(sigma_from, sigma_to, self.time)
+
     def active_levels(self) -> list[bool]:
         """Per level (bottleneck last), whether it carries dynamics: all, or only the bottleneck."""
         n = len(self.unet.level_shapes())
         return [self.hierarchy or i == n - 1 for i in range(n)]
 
 
-def tau(sigma, kind: str = "log", log=math.log):
+def tau(sigma, kind: str = "log"):
     """Koopman time of noise level ``sigma``: ln sigma ("log") or sigma itself ("sigma").
 
-    ``log`` takes the logarithm: math.log for floats, torch.log for tensors (``koopman.tau``).
+    Floats give floats; tensors are taken in float64 (the one-step dt = -10.6 needs the digits).
     """
+    if kind not in TIME_CONVENTIONS:
+        raise ValueError(f"unknown time kind {kind!r}; expected one of {tuple(TIME_CONVENTIONS)}")
+    if hasattr(sigma, "double"):
+        sigma = sigma.double()
     if kind == "sigma":
         return sigma
-    if kind == "log":
-        return log(sigma)
-    raise ValueError(f"unknown time kind {kind!r}; expected one of {TIME_KINDS}")
+    return sigma.log() if hasattr(sigma, "log") else math.log(sigma)
 
 
-def delta_tau(sigma_from: float, sigma_to: float, kind: str = "log") -> float:
-    """dt = tau(sigma_to) - tau(sigma_from) for float noise levels (``koopman.delta_tau`` for tensors)."""
+def delta_tau(sigma_from, sigma_to, kind: str = "log"):
+    """dt = tau(sigma_to) - tau(sigma_from): the step that maps a latent at sigma_from to sigma_to."""
     return tau(sigma_to, kind) - tau(sigma_from, kind)

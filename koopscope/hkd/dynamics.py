@@ -25,7 +25,6 @@ import torch
 from torch import Tensor
 
 from ..errors import KoopscopeError
-from .koopman import delta_tau
 from .model import HKD, c_in
 
 
@@ -144,7 +143,7 @@ def eigen_spread(model: HKD, threshold: float | None = None) -> dict:
     off, or hierarchy off) count as |Re| = 0. All zero means the degenerate A = 0 solution.
     """
     cfg = model.cfg
-    span = abs(float(delta_tau(cfg.sigma_max, cfg.sigma_min, cfg.time)))
+    span = abs(cfg.dt(cfg.sigma_max, cfg.sigma_min))
     threshold = 0.05 / span if threshold is None else threshold
     res = [(g.alpha.detach().abs() * float(g.enabled)).double().flatten() for g in model.koopman.levels]
     return {"levels": [_stats(r, threshold) for r in res], "overall": _stats(torch.cat(res), threshold),

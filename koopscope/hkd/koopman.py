@@ -5,7 +5,7 @@ with 2x2 blocks [[alpha_k, -beta_k], [beta_k, alpha_k]] on channel pairs (2k, 2k
 eigenvalues are exactly alpha_k +- i beta_k. Propagation is closed form: on each pair,
 exp(dt A) acts as multiplication of z_{2k} + i z_{2k+1} by exp(dt (alpha_k + i beta_k)).
 
-Time parameterisation. The generators act on tau = time_map(sigma):
+Time parameterisation. The generators take a step dt in tau; ``config.tau`` maps noise levels to tau:
 
 - ``"sigma"``: tau = sigma, as in the paper. The one-step map from T = 80 to eps = 0.002 has
   dt = -80, so e^(alpha dt) leaves float32 (max ~e^88, smallest normal ~e^-87) once
@@ -29,20 +29,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from . import config
-from .config import TIME_KINDS
-
 EXPONENT_CLAMP = 60.0
-
-
-def tau(sigma: float | Tensor, kind: str = "log") -> Tensor:
-    """Koopman time for noise level ``sigma`` (``config.tau``) in float64: dt = -10.6 needs the digits."""
-    return config.tau(torch.as_tensor(sigma, dtype=torch.float64), kind, torch.log)
-
-
-def delta_tau(sigma_from: float | Tensor, sigma_to: float | Tensor, kind: str = "log") -> Tensor:
-    """dt = tau(sigma_to) - tau(sigma_from): the step that maps a latent at sigma_from to sigma_to."""
-    return tau(sigma_to, kind) - tau(sigma_from, kind)
 
 
 class Factors(NamedTuple):
@@ -80,21 +67,17 @@ class KoopmanGenerators(nn.Module):
     ``propagate`` all describe the operator actually applied.
     """
 
-    def __init__(self, dim: int, height: int, width: int, time: str = "log", enabled: bool = True):
+    def __init__(self, dim: int, height: int, width: int, enabled: bool = True):
         super().__init__()
         if dim <= 0 or dim % 2:
             raise ValueError(f"dim must be a positive even number, got {dim}")
-        if time not in TIME_KINDS:
-            raise ValueError(f"unknown time kind {time!r}; expected one of {TIME_KINDS}")
         self.dim, self.height, self.width = dim, height, width
-        self.time = time
         self.enabled = enabled
         self.alpha = nn.Parameter(torch.zeros(dim // 2, height, width))
         self.beta = nn.Parameter(torch.zeros(dim // 2, height, width))
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, height={self.height}, width={self.width}, time={self.time!r}, " \
-               f"enabled={self.enabled}"
+        return f"dim={self.dim}, height={self.height}, width={self.width}, enabled={self.enabled}"
 
     def precompute(self, dt: float | Tensor) -> Factors:
         """Factors of exp(dt A); dt is a float, a 0-d tensor or a per-sample tensor of shape (B,)."""
@@ -115,10 +98,6 @@ class KoopmanGenerators(nn.Module):
             raise ValueError(f"expected z of shape (B, {self.dim}, {self.height}, {self.width}), "
                              f"got {tuple(z.shape)}")
         return apply_precomputed(z, self.precompute(dt))
-
-    def propagate_sigma(self, z: Tensor, sigma_from: float | Tensor, sigma_to: float | Tensor) -> Tensor:
-        """Map a latent at noise level sigma_from to sigma_to (scalars or per-sample (B,) tensors)."""
-        return self.propagate(z, delta_tau(sigma_from, sigma_to, self.time))
 
     def _blocks(self, diag: Tensor, off: Tensor) -> Tensor:
         """Dense (H, W, dim, dim) matrices with 2x2 blocks [[diag, -off], [off, diag]]."""
@@ -147,15 +126,14 @@ class HierarchicalKoopman(nn.Module):
     ``active = [False] * (L - 1) + [True]``: only the bottleneck evolves.
     """
 
-    def __init__(self, shapes: Sequence[tuple[int, int, int]], time: str = "log",
-                 active: Sequence[bool] | None = None, enabled: bool = True):
+    def __init__(self, shapes: Sequence[tuple[int, int, int]], active: Sequence[bool] | None = None,
+                 enabled: bool = True):
         super().__init__()
         active = [True] * len(shapes) if active is None else list(active)
         if len(active) != len(shapes):
             raise ValueError(f"active has {len(active)} entries for {len(shapes)} levels")
         self.active = tuple(bool(a) for a in active)
-        self.time = time
-        self.levels = nn.ModuleList(KoopmanGenerators(d, h, w, time) for d, h, w in shapes)
+        self.levels = nn.ModuleList(KoopmanGenerators(d, h, w) for d, h, w in shapes)
         self.enabled = enabled
 
     @property
@@ -184,10 +162,6 @@ class HierarchicalKoopman(nn.Module):
     def propagate(self, zs: Sequence[Tensor], dt: float | Tensor) -> list[Tensor]:
         self._check(zs)
         return [level.propagate(z, dt) for level, z in zip(self.levels, zs)]
-
-    def propagate_sigma(self, zs: Sequence[Tensor], sigma_from: float | Tensor,
-                        sigma_to: float | Tensor) -> list[Tensor]:
-        return self.propagate(zs, delta_tau(sigma_from, sigma_to, self.time))
 
     def dense(self) -> list[Tensor]:
         return [level.dense() for level in self.levels]

@@ -10,7 +10,6 @@ import torch
 from torch import Tensor
 
 from ..errors import KoopscopeError
-from .koopman import delta_tau
 from .model import HKD, c_in
 
 DISTANCES = ("mse", "huber")  # LPIPS needs ImageNet weights that cannot be had offline
@@ -53,7 +52,7 @@ def latent_inconsistency(model: HKD, zs: list[Tensor], sigmas: Tensor) -> Tensor
     for g, z in zip(model.koopman.levels, zs):
         z = z.unflatten(0, (b, s))
         src, dst = z[:, j].flatten(0, 1), z[:, k].flatten(0, 1)
-        dt = delta_tau(sigmas[:, j].flatten(), sigmas[:, k].flatten(), model.cfg.time).float()
+        dt = model.cfg.dt(sigmas[:, j].flatten(), sigmas[:, k].flatten()).float()
         err = (dst - g.propagate(src, dt)).double().pow(2).sum()
         moved = (dst - src).double().pow(2).sum()
         terms.append(err / moved.clamp_min(1e-12))

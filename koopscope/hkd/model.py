@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from ..diffusion.config import SIGMA_DATA, SIGMA_MIN
 from ..diffusion.unet import DownPath, Embedding, ResBlock, UNet, UpPath
 from .config import NOISE_ESTIMATES, HKDConfig
-from .koopman import HierarchicalKoopman, delta_tau
+from .koopman import HierarchicalKoopman
 
 ENCODER_TIMES = ("sigma", "blind")
 
@@ -62,7 +62,7 @@ class HKD(nn.Module):
         self.embed = Embedding(u.channels, emb_dim)
         self.encoder = DownPath(u, emb_dim)
         self.decoder = UpPath(u, emb_dim)
-        self.koopman = HierarchicalKoopman(u.level_shapes(), time=cfg.time, active=cfg.active_levels(),
+        self.koopman = HierarchicalKoopman(u.level_shapes(), active=cfg.active_levels(),
                                            enabled=cfg.koopman)
         # Parameters the forward never uses are frozen (DistributedDataParallel needs a gradient for
         # every trainable one): the uniform decoder's embedding affines, generators of static levels.
@@ -94,7 +94,7 @@ class HKD(nn.Module):
 
     def evolve(self, zs: list[Tensor], sigma_from, sigma_to) -> list[Tensor]:
         """exp((tau(to) - tau(from)) A) z per level; sigmas are floats or per-sample tensors."""
-        return self.koopman.propagate(zs, delta_tau(sigma_from, sigma_to, self.cfg.time).float())
+        return self.koopman.propagate(zs, self.cfg.dt(sigma_from, sigma_to))
 
     def decode(self, zs: list[Tensor], sigma: Tensor | float | None = None) -> Tensor:
         """The state the latents stand for; sigma=None returns the normalised state c_in x."""

@@ -8,7 +8,6 @@ import torch
 from torch import Tensor
 
 from ..diffusion.samplers import seeded_noise
-from .koopman import delta_tau
 from .model import HKD
 
 
@@ -21,7 +20,7 @@ def one_step(model: HKD, seeds: Sequence[int], batch: int = 256) -> Tensor:
     """
     cfg = model.cfg
     shape = (cfg.unet.img_channels, cfg.unet.resolution, cfg.unet.resolution)
-    factors = model.koopman.precompute(delta_tau(cfg.sigma_max, cfg.sigma_min, cfg.time).float())
+    factors = model.koopman.precompute(cfg.dt(cfg.sigma_max, cfg.sigma_min))
     seeds, out = list(seeds), []
     for i in range(0, len(seeds), batch):
         x_T = seeded_noise(seeds[i:i + batch], shape, _device(model)) * cfg.sigma_max

@@ -29,7 +29,7 @@ from safetensors import SafetensorError, safe_open
 from .. import __version__
 from ..diffusion.config import SIGMA_MAX, SIGMA_MIN
 from ..errors import CheckpointError
-from ..hkd.config import KIND, HKDConfig, delta_tau
+from ..hkd.config import KIND, TIME_CONVENTIONS, HKDConfig, delta_tau
 from ..io.meta import read_meta, sha256
 from .bands import METHODS, assign_bands, band_names, block_modes
 
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     from ..hkd.koopman import HierarchicalKoopman
     from ..hkd.model import HKD
 
-TIME_CONVENTIONS = {"log": "generator acts on tau = ln(sigma)", "sigma": "generator acts on tau = sigma"}
 MODE_DIMS = ("level", "y", "x", "mode")
 
 
@@ -91,11 +90,12 @@ def load_generators(path: str | Path) -> tuple[list[Generators], HKDConfig]:
 
 
 def spectrum(source: HKD | HierarchicalKoopman | str | Path, bands: int = 3, method: str = "rank",
-             attrs: dict | None = None) -> xr.Dataset:
-    """Spectrum of an HKD model, its generators, or an HKD checkpoint, on the exact block path.
+             attrs: dict | None = None, time: str = "log") -> xr.Dataset:
+    """Spectrum of an HKD model, an HKD checkpoint, or bare generators, on the exact block path.
 
-    A checkpoint is read without torch. Disabled levels (Koopman off, hierarchy off) report the
-    operator actually applied: zero.
+    A checkpoint is read without torch. A model or checkpoint brings its own time convention and
+    sigma range; bare generators take ``time`` and the default range. Disabled levels (Koopman off,
+    hierarchy off) report the operator actually applied: zero.
     """
     attrs = dict(attrs or {})
     if isinstance(source, str | Path):
@@ -109,7 +109,7 @@ def spectrum(source: HKD | HierarchicalKoopman | str | Path, bands: int = 3, met
         koopman = source.koopman if isinstance(source, HKD) else source
         levels = [Generators(g.alpha.detach().cpu().numpy(), g.beta.detach().cpu().numpy(), g.enabled)
                   for g in koopman.levels]
-        time = koopman.time
+        time = cfg.time if cfg else time
     sigmas = (cfg.sigma_min, cfg.sigma_max) if cfg else (SIGMA_MIN, SIGMA_MAX)
     modes = [LevelModes(*block_modes(g.alpha * g.enabled, g.beta * g.enabled)) for g in levels]
     return _assemble(modes, time, bands, method, *sigmas, [g.enabled for g in levels], {"path": "block", **attrs})
