@@ -1,4 +1,4 @@
-"""Shared CLI plumbing: user errors as one line with exit code 2."""
+"""Shared CLI plumbing: user errors as one line with exit code 2, output locations checked before work."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from pathlib import Path
 
 import typer
 
+MIN_FREE = 4 << 20   # bytes: refuse to start writing into a file system with less free space than this
+
 
 class Solver(str, Enum):
     heun = "heun"
@@ -16,16 +18,21 @@ class Solver(str, Enum):
 
 
 def user_errors(fn):
-    """Turn KoopscopeError (and missing files) into `error: ...` on stderr and exit code 2."""
+    """Turn KoopscopeError and OSError (missing file, full disk, ...) into `error: ...` on stderr and exit code 2."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         from ..errors import KoopscopeError
+        from ..io.atomic import os_reason
 
         try:
             return fn(*args, **kwargs)
-        except (KoopscopeError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        except KoopscopeError as e:
             print(f"error: {e}", file=sys.stderr)
+            raise typer.Exit(2) from None
+        except OSError as e:
+            where = f"{e.filename}: " if e.filename else ""
+            print(f"error: {where}{os_reason(e)}", file=sys.stderr)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
@@ -34,16 +41,26 @@ def user_errors(fn):
     return wrapper
 
 
-def check_writable(folder: Path) -> None:
-    """Refuse, before any work, a folder that cannot be created or written (a file in the way, no permission)."""
+def check_output(path: Path, kind: str = "file") -> None:
+    """Refuse, before any work, an output `path` (a "file" or a "folder") that cannot be written: a folder
+    where a file is wanted or the reverse, a file in the way of its folder, no permission, a read-only or
+    (nearly) full file system."""
     import os
+    import shutil
 
     from ..errors import KoopscopeError
 
-    probe = Path(folder)
+    path = Path(path)
+    if path.exists() and path.is_dir() != (kind == "folder"):
+        raise KoopscopeError(f"cannot write {path}: it is a {'folder' if path.is_dir() else 'file'}, "
+                             f"not a {kind}")
+    probe = path.parent if kind == "file" else path
     while not probe.exists():
         probe = probe.parent
     if not probe.is_dir():
-        raise KoopscopeError(f"cannot write into {folder}: {probe} is a file, not a folder")
+        raise KoopscopeError(f"cannot write {path}: {probe} is a file, not a folder")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise KoopscopeError(f"cannot write into {folder}: {probe} is not writable")
+        raise KoopscopeError(f"cannot write {path}: {probe} is not writable")
+    free = shutil.disk_usage(probe).free
+    if free < MIN_FREE:
+        raise KoopscopeError(f"cannot write {path}: only {free / 2**20:.1f} MiB free on its file system")

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from ..diffusion.config import HELD_OUT_SEED
-from .common import check_writable, user_errors
+from .common import check_output, user_errors
 from .spectral import Method, _check_bands, _checkpoint
 
 
@@ -21,7 +21,7 @@ def _outputs(out: Path | None) -> dict[str, Path]:
         from ..errors import KoopscopeError
 
         raise KoopscopeError(f"--out '{out}': give a folder or a .nc file")
-    check_writable(stem.parent)
+    check_output(out, "file" if out.suffix == ".nc" else "folder")
     return {"nc": stem.with_suffix(".nc"), "png": stem.with_suffix(".png"), "json": stem.with_suffix(".json")}
 
 
@@ -42,8 +42,6 @@ def consistency(
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ):
     """Measure how closely the encoder's latents of teacher states follow the generators (every spectrum's caveat)."""
-    import json
-
     from ..errors import KoopscopeError
 
     _check_bands(bands)
@@ -55,7 +53,7 @@ def consistency(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ..hkd.task import load_hkd
-    from ..io.atomic import write_json
+    from ..io.atomic import strict_json, write_json
     from ..io.figures import save_figure
     from ..spectral import consistency as C
     from ..spectral import save_spectrum
@@ -90,7 +88,7 @@ def consistency(
                                    **source})
         wrote.append(paths["json"])
     if json_:
-        print(json.dumps(summary, indent=2))
+        print(strict_json(summary, indent=2))
     else:
         _print(ds, summary)
     for p in wrote:

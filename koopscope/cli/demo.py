@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .common import user_errors
+from .common import check_output, user_errors
 
 
 @user_errors
@@ -25,6 +25,7 @@ def demo(
         raise KoopscopeError("--count must be positive")
     if threads < 0:
         raise KoopscopeError("--threads must be at least 0")
+    check_output(out, "folder")
     r = run_chain(out, preset=preset, count=count, threads=threads, progress=progress)
     print(f"teacher       {r.teacher}\ntrajectories  {r.trajectories}\nhkd           {r.hkd}\n"
           f"samples       {r.samples}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from .common import Solver, user_errors
+from .common import Solver, check_output, user_errors
 
 
 @user_errors
@@ -35,6 +35,8 @@ def fid(
         raise KoopscopeError("--count must be positive")
     if batch <= 0:
         raise KoopscopeError("--batch must be positive")
+    if out is not None:
+        check_output(out)
     common = dict(reference=ref, batch=batch, floor=floor, progress=progress)
     if source.is_dir() or source.suffix == ".npz":
         r = evaluate_files(source, count, **common)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .common import Solver, user_errors
+from .common import Solver, check_output, user_errors
 
 
 @user_errors
@@ -36,6 +36,7 @@ def sample(
         raise KoopscopeError("--steps must be positive")
     if out.suffix not in (".png", ".npz"):
         raise KoopscopeError(f"--out must end in .png or .npz, got '{out.name}'")
+    check_output(out)
     seeds = range(seed, seed + count)
     x, nfe = sample_checkpoint(ckpt, seeds, steps=steps, solver=solver.value, batch=batch, progress=progress)
     if out.suffix == ".png":

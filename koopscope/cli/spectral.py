@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from .common import user_errors
+from .common import check_output, user_errors
 
 
 class Method(str, Enum):
@@ -79,17 +79,6 @@ def _range(pair) -> str:
     return f"{pair[0]:.3g}–{pair[1]:.3g}"
 
 
-def _json_safe(obj):
-    """NaN and infinities as null, so the output is strict JSON."""
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 def _consistency_note(ckpt: Path) -> dict:
     """The checkpoint's recorded consistency summary (``koopscope consistency`` at ship time), or a pointer to it."""
     from ..io.meta import read_meta
@@ -112,16 +101,18 @@ def spectrum(
                                                     "quantiles across the level."),
 ):
     """Eigenvalues of every Koopman generator, sorted by |Re| and split into bands."""
-    import json
-
     from ..errors import KoopscopeError
+    from ..io.atomic import strict_json
     from ..spectral import save_spectrum, summary
     from ..spectral import spectrum as compute
 
     _check_bands(bands)
     for path, suffix in ((out, ".nc"), (plot, ".png")):
-        if path is not None and path.suffix != suffix:
+        if path is None:
+            continue
+        if path.suffix != suffix:
             raise KoopscopeError(f"'{path}' must end in {suffix}")
+        check_output(path)
     ckpt = _checkpoint(ckpt)
     ds = compute(ckpt, bands=bands, method=method.value)
     note = _consistency_note(ckpt)
@@ -135,8 +126,7 @@ def spectrum(
         wrote += save_figure(plot_spectrum(ds), plot)
     if json_:
         attrs = {k: v.item() if hasattr(v, "item") else v for k, v in ds.attrs.items()}
-        print(json.dumps(_json_safe({"attrs": attrs, "levels": summary(ds), "consistency": note}), indent=2,
-                         allow_nan=False))
+        print(strict_json({"attrs": attrs, "levels": summary(ds), "consistency": note}, indent=2))
     else:
         from rich.console import Console
 
@@ -171,6 +161,7 @@ def modes(
         raise KoopscopeError(f"unknown band '{band}'; choose one of: {', '.join(names)}, all")
     if times < 1 or count < 1:
         raise KoopscopeError("--times and --count must be positive")
+    check_output(out, "folder")
 
     from ..diffusion.samplers import karras_sigmas  # torch: only once the options are known to be valid
     from ..hkd.task import load_hkd

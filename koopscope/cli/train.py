@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .common import user_errors
+from .common import check_output, user_errors
 
 
 def _rank0() -> bool:
@@ -27,11 +27,15 @@ def _config(preset_cfg, threads: int, **overrides):
 
 
 def _train(build, cfg, out: Path, resume: bool, preset: str, progress: bool) -> Path:
-    """Build the task with torch seeded by the run's seed (a fresh run's weights follow from it), then train."""
+    """Check OUT, build the task with torch seeded by the run's seed (a fresh run's weights follow from it), then
+    train."""
+    check_output(out, "folder")
+
     import torch
 
-    from ..train.loop import train
+    from ..train.loop import check_run_folder, train
 
+    check_run_folder(out, resume)
     torch.manual_seed(cfg.seed)
     return train(build(), cfg, out, resume=resume, preset=preset, progress=progress)
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .common import Solver, user_errors
+from .common import Solver, check_output, user_errors
 
 
 @user_errors
@@ -25,6 +25,8 @@ def trajectories(
 ):
     """Integrate the teacher's probability-flow ODE and store the state at every grid time."""
     import os
+
+    check_output(out, "folder")
 
     import torch
 

@@ -7,8 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
-from ..io.checkpoint import load_checkpoint, prefixed
+from ..io.checkpoint import load_checkpoint, load_weights
 from ..io.images import save_grid
 from .loss import EDMLoss
 from .precond import EDMPrecond
@@ -58,9 +57,5 @@ def load_teacher(path: str | Path) -> tuple[EDMPrecond, dict]:
     """EMA teacher network (eval mode) and the checkpoint metadata."""
     tensors, meta = load_checkpoint(path, kind=KIND)
     net = build_teacher(UNetConfig.from_dict(meta["config"]["unet"]))
-    weights = prefixed(tensors, "ema") or prefixed(tensors, "model")
-    try:
-        net.load_state_dict(weights)
-    except RuntimeError as e:
-        raise CheckpointError(f"{path}: weights do not match the stored config ({str(e).splitlines()[0]})") from None
+    load_weights(net, tensors, path)
     return net.eval().requires_grad_(False), meta

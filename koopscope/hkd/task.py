@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, KoopscopeError
-from ..io.checkpoint import load_checkpoint, prefixed, read_meta
+from ..io.checkpoint import load_checkpoint, load_weights, read_meta
 from ..io.images import save_grid
 from .config import KIND, HKDConfig
 from .loss import HKDLossConfig, hkd_loss
@@ -89,8 +89,5 @@ def load_hkd(path: str | Path) -> tuple[HKD, dict]:
                               "(train one with `koopscope train hkd`)")
     tensors, meta = load_checkpoint(path, kind=KIND)
     model = HKD(HKDConfig.from_dict(meta["config"]["model"]))
-    try:
-        model.load_state_dict(prefixed(tensors, "ema") or prefixed(tensors, "model"))
-    except RuntimeError as e:
-        raise CheckpointError(f"{path}: weights do not match the stored config ({str(e).splitlines()[0]})") from None
+    load_weights(model, tensors, path)
     return model.eval().requires_grad_(False), meta

@@ -9,7 +9,7 @@ Tensor names are prefixed by the part they belong to ("model.", "ema.", "optim."
 
 from __future__ import annotations
 
-import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -19,8 +19,8 @@ from safetensors.torch import load_file, save_file
 
 from .. import __version__
 from ..errors import CheckpointError
-from .atomic import atomic_path
-from .meta import FORMAT, META_KEY, read_meta
+from .atomic import atomic_path, strict_json
+from .meta import FORMAT, META_KEY, read_meta, require_config
 
 
 def git_commit() -> str | None:
@@ -42,9 +42,19 @@ def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], kind: st
     """Write tensors + metadata atomically. `state` holds small JSON-able training state."""
     meta = {"format": FORMAT, "kind": kind, "config": config, "provenance": provenance, "state": state or {}}
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta)})
+    _write(tensors, meta, path)
     return Path(path)
+
+
+def _write(tensors: dict[str, torch.Tensor], meta: dict, path: str | Path) -> None:
+    """save_file atomically; its I/O errors (a full disk) become OSErrors, which atomic_path reports in one line."""
+    with atomic_path(path) as tmp:
+        try:
+            save_file(tensors, str(tmp), metadata={META_KEY: strict_json(meta)})
+        except SafetensorError as e:   # "... I/O error: No space left on device (os error 28)"
+            if code := re.search(r"os error (\d+)", str(e)):
+                raise OSError(int(code.group(1)), str(e)) from None
+            raise
 
 
 def load_checkpoint(path: str | Path, kind: str | tuple[str, ...] | None = None):
@@ -57,14 +67,29 @@ def load_checkpoint(path: str | Path, kind: str | tuple[str, ...] | None = None)
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path}: corrupt checkpoint data ({e})") from None
+    require_config(meta, path)
     return tensors, meta
+
+
+def load_weights(net: torch.nn.Module, tensors: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Load a checkpoint's EMA weights (else its model weights) into ``net``; refuse non-finite weights (a
+    diverged run) and weights of another shape, one line each with the detail."""
+    weights = prefixed(tensors, "ema") or prefixed(tensors, "model")
+    if bad := [k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()]:
+        raise CheckpointError(f"{path}: {len(bad)} weight tensors hold NaN or infinity ({', '.join(bad[:3])}"
+                              f"{', ...' if len(bad) > 3 else ''}); the run diverged, use an earlier checkpoint")
+    try:
+        net.load_state_dict(weights)
+    except RuntimeError as e:   # "Error(s) in loading state_dict for X:" then one line per problem
+        detail = "; ".join(line.strip() for line in str(e).splitlines()[1:] if line.strip())
+        detail = detail if len(detail) <= 500 else detail[:500] + " ..."
+        raise CheckpointError(f"{path}: weights do not match the stored config ({detail})") from None
 
 
 def annotate(src: str | Path, dest: str | Path, **fields) -> Path:
     """Copy a checkpoint to ``dest`` (atomically) with top-level metadata fields added or replaced."""
     tensors, meta = load_checkpoint(src)
-    with atomic_path(dest) as tmp:
-        save_file(tensors, str(tmp), metadata={META_KEY: json.dumps({**meta, **fields})})
+    _write(tensors, {**meta, **fields}, dest)
     return Path(dest)
 
 

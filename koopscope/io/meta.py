@@ -12,6 +12,8 @@ from ..errors import CheckpointError
 
 FORMAT = 1
 META_KEY = "koopscope"
+# What the code reads from each kind's "config" (other kinds are read only by their own code).
+CONFIG_KEYS = {"teacher": ("unet", "sampler_steps", "image_shape"), "hkd": ("model", "image_shape")}
 
 
 def sha256(path: str | Path) -> str:
@@ -26,6 +28,10 @@ def sha256(path: str | Path) -> str:
 def read_meta(path: str | Path) -> dict:
     """Metadata only (fast: reads the header)."""
     path = Path(path)
+    if path.is_dir():
+        model = path / "model.safetensors"
+        hint = f"; its model is {model}" if model.is_file() else ""
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file{hint}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
@@ -38,7 +44,18 @@ def read_meta(path: str | Path) -> dict:
     try:
         meta = json.loads(raw)
     except json.JSONDecodeError:
-        raise CheckpointError(f"{path}: corrupt koopscope metadata") from None
+        meta = None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: corrupt koopscope metadata")
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: checkpoint format {meta.get('format')} is not supported (expected {FORMAT})")
+    if bad := [k for k, t in (("kind", str), ("config", dict)) if not isinstance(meta.get(k), t)]:
+        raise CheckpointError(f"{path}: the koopscope metadata has no valid {' or '.join(bad)}; not a usable "
+                              "checkpoint")
     return meta
+
+
+def require_config(meta: dict, path: str | Path, *keys: str) -> None:
+    """Refuse a checkpoint whose config lacks ``keys`` (default: all that its kind's readers use)."""
+    if missing := [k for k in keys or CONFIG_KEYS.get(meta["kind"], ()) if k not in meta["config"]]:
+        raise CheckpointError(f"{path}: the {meta['kind']} checkpoint's config lacks {', '.join(missing)}")

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from koopscope.io.atomic import atomic_path
+from koopscope.errors import KoopscopeError
+from koopscope.io.atomic import atomic_path, os_reason, strict_json
 from koopscope.metrics.fid import stats
 
 if TYPE_CHECKING:
@@ -30,19 +33,55 @@ def save_reference(path: Path, features: np.ndarray, meta: dict) -> dict:
     features = np.asarray(features, np.float64)
     mu, sigma = stats(features)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, mu=mu, sigma=sigma, features=features.astype(np.float32), meta=json.dumps(meta))
+        np.savez(f, mu=mu, sigma=sigma, features=features.astype(np.float32), meta=strict_json(meta))
     return {"mu": mu, "sigma": sigma, "features": features, "meta": meta}
 
 
+@contextmanager
+def open_npz(path: str | os.PathLike):
+    """np.load of an .npz, never unpickling; an unreadable file is a one-line KoopscopeError."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"not found: {path}")
+    try:
+        z = np.load(path, allow_pickle=False)
+    except OSError as e:
+        raise KoopscopeError(f"cannot read {path}: {os_reason(e)}") from None
+    except (ValueError, EOFError, zipfile.BadZipFile):   # numpy's own text would suggest unpickling
+        raise KoopscopeError(f"{path} is not an .npz file (a zip of .npy arrays, as numpy.savez writes)") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise KoopscopeError(f"{path} is a single .npy array, not an .npz with named arrays")
+    with z:
+        yield z
+
+
+def npz_array(z, key: str, path: str | os.PathLike) -> np.ndarray:
+    """Array ``key`` of an open .npz; a missing key or an object array (never unpickled) is one line."""
+    if key not in z.files:
+        raise KoopscopeError(f"{path} has no '{key}' array (it has: {', '.join(z.files) or 'nothing'})")
+    try:
+        return z[key]
+    except (ValueError, OSError, zipfile.BadZipFile):
+        raise KoopscopeError(f"{path}: array '{key}' is damaged or holds Python objects, which koopscope does "
+                             "not load") from None
+
+
 def load_reference(path: str | os.PathLike) -> dict:
-    """Read a reference .npz: {"mu", "sigma", "features" (float64), "meta"}."""
-    with np.load(path, allow_pickle=False) as z:
-        return {
-            "mu": z["mu"],
-            "sigma": z["sigma"],
-            "features": z["features"].astype(np.float64),
-            "meta": json.loads(str(z["meta"])),
-        }
+    """Read a reference .npz: {"mu", "sigma", "features" (float64), "meta"}, checked for shape and type."""
+    with open_npz(path) as z:
+        mu, sigma, features, meta = (npz_array(z, k, path) for k in ("mu", "sigma", "features", "meta"))
+    arrays = {"mu": mu, "sigma": sigma, "features": features}
+    if (any(a.dtype.kind not in "biuf" for a in arrays.values()) or features.ndim != 2
+            or mu.shape != features.shape[1:] or sigma.shape != features.shape[1:] * 2):
+        got = ", ".join(f"{k} {a.dtype}{list(a.shape)}" for k, a in arrays.items())
+        raise KoopscopeError(f"{path}: expected numeric mu (D,), sigma (D, D) and features (N, D), got {got}")
+    try:
+        meta = json.loads(str(meta))
+    except json.JSONDecodeError:
+        meta = None
+    if not isinstance(meta, dict):
+        raise KoopscopeError(f"{path}: 'meta' is not a JSON object")
+    return {"mu": mu, "sigma": sigma, "features": features.astype(np.float64), "meta": meta}
 
 
 def reference_features(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 import warnings
-import zipfile
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +18,7 @@ import torch
 
 from koopscope.errors import DatasetNotFound, KoopscopeError
 from koopscope.metrics.fid import stats
-from koopscope.metrics.reference import load_reference, reference
+from koopscope.metrics.reference import load_reference, npz_array, open_npz, reference
 from koopscope.metrics.scores import evaluate, real_vs_real_floor
 
 REF_HELP = "use DATASET[:SPLIT] (fashion:train, fashion:test, cifar10:train, mnist5k:train) or a .npz file"
@@ -45,21 +44,6 @@ def parse_reference(spec: str | Path, floor: bool = False) -> Path | tuple[str, 
     return name, split
 
 
-@contextmanager
-def _npz(path: Path):
-    """np.load of an .npz with unreadable files as one-line KoopscopeErrors."""
-    if not path.is_file():
-        raise FileNotFoundError(f"not found: {path}")
-    try:
-        z = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, zipfile.BadZipFile) as e:
-        raise KoopscopeError(f"{path} is not a readable .npz file ({e})") from None
-    if not isinstance(z, np.lib.npyio.NpzFile):
-        raise KoopscopeError(f"{path} is a single .npy array, not an .npz with named arrays")
-    with z:
-        yield z
-
-
 def load_samples(path: str | Path, count: int) -> tuple[torch.Tensor, int | None]:
     """The first ``count`` images of a PNG/JPEG folder or an .npz (key ``images``, NCHW or NHWC uint8),
     as uint8 (N, C, H, W), and the NFE the .npz records (``koopscope sample`` writes it), if any."""
@@ -72,11 +56,9 @@ def load_samples(path: str | Path, count: int) -> tuple[torch.Tensor, int | None
         except DatasetNotFound:
             raise KoopscopeError(f"no PNG/JPEG images in {path}") from None
     else:
-        with _npz(path) as z:
-            if "images" not in z:
-                raise KoopscopeError(f"{path} has no 'images' array (it has: {', '.join(z.files) or 'nothing'})")
-            x = z["images"][:count]
-            nfe = int(z["nfe"]) if "nfe" in z else None
+        with open_npz(path) as z:
+            x = npz_array(z, "images", path)[:count]
+            nfe = int(npz_array(z, "nfe", path)) if "nfe" in z else None
         if x.ndim == 3:
             x = x[:, None]
         elif x.ndim == 4 and x.shape[1] not in (1, 3) and x.shape[-1] in (1, 3):
@@ -103,7 +85,7 @@ def load_ref(spec: str | Path | dict, count: int, size: int, extractor: Callable
     ref = parse_reference(spec)
     extractor = _extractor(extractor)
     if isinstance(ref, Path):
-        with _npz(ref) as z:
+        with open_npz(ref) as z:
             files = z.files
         if "features" in files:
             out = load_reference(ref)
@@ -219,7 +201,7 @@ def evaluate_checkpoint(ckpt: str | Path, count: int, reference: str | Path | di
     ``seconds`` is the whole evaluation; ``kwargs`` go to ``metrics.evaluate``.
     """
     from koopscope.diffusion.samplers import SAMPLERS
-    from koopscope.io.checkpoint import read_meta
+    from koopscope.io.meta import read_meta, require_config
     from koopscope.sampling import sample_checkpoint
 
     t0 = time.perf_counter()
@@ -229,6 +211,7 @@ def evaluate_checkpoint(ckpt: str | Path, count: int, reference: str | Path | di
     kind = meta["kind"]
     if kind not in ("teacher", "hkd"):
         raise KoopscopeError(f"{ckpt} is a '{kind}' checkpoint; evaluation needs a teacher or HKD checkpoint")
+    require_config(meta, ckpt)
     if kind == "teacher":
         steps = steps or meta["config"]["sampler_steps"]
         if steps < 1:

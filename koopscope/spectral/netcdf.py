@@ -26,8 +26,11 @@ def save_spectrum(ds: xr.Dataset, path: str | Path) -> Path:
                 data[f"{name}_{part}"] = (var.dims, getattr(var.values, part), {**var.attrs, "complex_part": part})
         else:
             data[name] = var.variable
+    # Serialised in memory, then written as plain bytes: a full disk is then an ordinary OSError, where
+    # HDF5 writing the file itself crashes the interpreter at exit after a failed write.
+    raw = xr.Dataset(data, ds.coords, ds.attrs).to_netcdf(engine="h5netcdf")
     with atomic_path(path) as tmp:
-        xr.Dataset(data, ds.coords, ds.attrs).to_netcdf(tmp, engine="h5netcdf")
+        tmp.write_bytes(raw)
     return Path(path)
 
 

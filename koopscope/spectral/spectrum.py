@@ -30,7 +30,7 @@ from .. import __version__
 from ..diffusion.config import SIGMA_MAX, SIGMA_MIN
 from ..errors import CheckpointError
 from ..hkd.config import KIND, TIME_CONVENTIONS, HKDConfig, delta_tau
-from ..io.meta import read_meta, sha256
+from ..io.meta import read_meta, require_config, sha256
 from .bands import METHODS, assign_bands, band_names, block_modes
 
 if TYPE_CHECKING:
@@ -70,6 +70,7 @@ def load_generators(path: str | Path) -> tuple[list[Generators], HKDConfig]:
     if meta["kind"] != KIND:
         raise CheckpointError(f"{path} is a '{meta['kind']}' checkpoint; this needs an HKD checkpoint "
                               "(train one with `koopscope train hkd`)")
+    require_config(meta, path, "model")
     cfg = HKDConfig.from_dict(meta["config"]["model"])
     shapes = {f"levels.{i}.{p}": (d // 2, h, w) for i, (d, h, w) in enumerate(cfg.unet.level_shapes())
               for p in ("alpha", "beta")}
@@ -84,6 +85,9 @@ def load_generators(path: str | Path) -> tuple[list[Generators], HKDConfig]:
     found = {k: t.shape for k, t in tensors.items()}
     if wrong := sorted(k for k in shapes.keys() | found.keys() if shapes.get(k) != found.get(k)):
         raise CheckpointError(f"{path}: Koopman generators do not match the stored config ({', '.join(wrong)})")
+    if bad := sorted(k for k, t in tensors.items() if not np.isfinite(t).all()):
+        raise CheckpointError(f"{path}: Koopman generators hold NaN or infinity ({', '.join(bad)}); the run "
+                              "diverged, use an earlier checkpoint")
     enabled = [cfg.koopman and active for active in cfg.active_levels()]
     return [Generators(tensors[f"levels.{i}.alpha"], tensors[f"levels.{i}.beta"], on)
             for i, on in enumerate(enabled)], cfg

@@ -9,8 +9,9 @@ the resolved options as JSON, and sample grids.
 Files in the run folder:
     options.json          the resolved options (written once)
     log.jsonl             one line per logged step
-    checkpoint.safetensors  full training state (resume from it)
-    model.safetensors     EMA weights + config + provenance (what users load)
+    checkpoint.safetensors  full training state (resume from it; written first)
+    model.safetensors     EMA weights + config + provenance (what users load; written second, and
+                          rewritten from the checkpoint on resume if a kill left it behind)
     samples/step_XXXXXXX.png
     .lock                 held by the run training into the folder
 """
@@ -30,13 +31,14 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from ..errors import KoopscopeError
-from ..io.atomic import atomic_path, write_json
+from ..errors import CheckpointError, KoopscopeError
+from ..io.atomic import atomic_path, strict_json, write_json
 from ..io.checkpoint import (
     load_checkpoint,
     optimizer_tensors,
     prefixed,
     provenance,
+    read_meta,
     restore_optimizer,
     save_checkpoint,
     with_prefix,
@@ -121,8 +123,7 @@ def train(task: Task, cfg: TrainConfig, out: str | Path, resume: bool = False, p
         torch.set_num_threads(cfg.threads)
     if cfg.batch % world:
         raise KoopscopeError(f"batch {cfg.batch} is not divisible by world size {world}")
-    if resume and not (out / "checkpoint.safetensors").exists():
-        raise KoopscopeError(f"nothing to resume: {out / 'checkpoint.safetensors'} does not exist")
+    check_run_folder(out, resume)
     with _lock(out) if rank == 0 else contextlib.nullcontext():
         return _train(task, cfg, out, resume, preset, progress, rank, world, device)
 
@@ -130,8 +131,7 @@ def train(task: Task, cfg: TrainConfig, out: str | Path, resume: bool = False, p
 def _train(task: Task, cfg: TrainConfig, out: Path, resume: bool, preset: str, progress: bool, rank: int,
            world: int, device: torch.device) -> Path:
     ckpt_path, model_path = out / "checkpoint.safetensors", out / "model.safetensors"
-    if not resume and ckpt_path.exists():
-        raise KoopscopeError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    check_run_folder(out, resume)  # again, now that the folder is locked
     options = {"kind": task.kind, "preset": preset, "train": asdict(cfg), "model": task.config(),
                "data": task.data_provenance(), "world_size": world}
     if resume:
@@ -145,6 +145,8 @@ def _train(task: Task, cfg: TrainConfig, out: Path, resume: bool, preset: str, p
     step = 0
 
     if resume:
+        if rank == 0:
+            _recover(out)
         tensors, meta = load_checkpoint(ckpt_path, kind=task.kind)
         if meta["state"].get("world_size") != world:
             raise KoopscopeError(f"run was trained with {meta['state'].get('world_size')} processes, "
@@ -212,7 +214,7 @@ def _train(task: Task, cfg: TrainConfig, out: Path, resume: bool, preset: str, p
                 if log is not None:
                     rate = (step - seen0) * cfg.batch / (time.perf_counter() - t0)
                     record = {"step": step, "lr": lr, "images_per_s": round(rate, 2), **terms}
-                    log.write(json.dumps(_finite(record), allow_nan=False) + "\n")
+                    log.write(strict_json(record) + "\n")
                     log.flush()
                     if not math.isfinite(terms["loss"]):
                         raise KoopscopeError(f"loss became {terms['loss']} at step {step}; lower --lr")
@@ -226,6 +228,36 @@ def _train(task: Task, cfg: TrainConfig, out: Path, resume: bool, preset: str, p
         D.barrier()
         D.shutdown()
     return model_path
+
+
+def check_run_folder(out: str | Path, resume: bool) -> None:
+    """Refuse, before any work, to resume a run that is not in `out`, or to start one where a run is."""
+    out = Path(out)
+    ckpt = out / "checkpoint.safetensors"
+    if resume and not ckpt.exists():
+        raise KoopscopeError(f"nothing to resume: {ckpt} does not exist")
+    if not resume and ckpt.exists():
+        raise KoopscopeError(f"run folder {out} already holds a run; pass --resume to continue it or choose "
+                             "another --out")
+    if not resume and any((out / f).exists() for f in ("options.json", "log.jsonl", "model.safetensors")):
+        raise KoopscopeError(f"run folder {out} holds a run that saved no checkpoint (nothing to resume); "
+                             "delete it or choose another --out")
+
+
+def _recover(out: Path) -> None:
+    """Repair what a kill while saving leaves: temp files, and a model.safetensors behind the checkpoint
+    (written first), rewritten from the checkpoint's EMA weights as `save` would have written it."""
+    for tmp in [*out.glob(".*.tmp"), *out.glob("samples/.*.tmp")]:
+        tmp.unlink()
+    step = read_meta(out / "checkpoint.safetensors")["state"]["step"]
+    try:
+        current = read_meta(out / "model.safetensors")["state"].get("step") == step
+    except CheckpointError:  # missing or torn
+        current = False
+    if not current:
+        tensors, meta = load_checkpoint(out / "checkpoint.safetensors")
+        save_checkpoint(out / "model.safetensors", with_prefix(prefixed(tensors, "ema"), "ema"), meta["kind"],
+                        meta["config"], meta["provenance"], state={"step": step})
 
 
 @contextlib.contextmanager
@@ -255,17 +287,12 @@ def _check_same_run(path: Path, options: dict) -> None:
     Allowed to change: train.steps (to extend a run), train.threads, and the log, checkpoint and
     sample-grid settings (train.log_every, train.ckpt_every, train.sample_every, train.grid).
     """
-    was, now = _flat(json.loads(path.read_text())), _flat(json.loads(json.dumps(options)))
+    was, now = _flat(json.loads(path.read_text())), _flat(json.loads(strict_json(options)))
     diff = [f"{k}={was.get(k)!r}, now {now.get(k)!r}" for k in sorted(was.keys() | now.keys())
             if k not in _RESUMABLE and was.get(k) != now.get(k)]
     if diff:
         raise KoopscopeError(f"--resume: this run was started with {' and '.join(diff)}; start a new --out "
                              "for other settings")
-
-
-def _finite(record: dict) -> dict:
-    """Non-finite numbers as None (JSON null): JSON has no NaN."""
-    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
 
 
 def _truncate_log(path: Path, step: int) -> None:

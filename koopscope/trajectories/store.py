@@ -30,6 +30,12 @@ MANIFEST = "manifest.json"
 SETTINGS = ("teacher_sha256", "solver", "steps", "rho", "sigma_min", "sigma_max", "image_shape", "dtype",
             "shard_size", "seed_offset")
 _RANK_MANIFEST = re.compile(r"manifest-r(\d+)\.json")
+# The types the manifests' fields must have ([t]: a list of t).
+_NUMBER = (int, float)
+_HEADER_TYPES = {"teacher_sha256": str, "solver": str, "steps": int, "rho": _NUMBER, "sigma_min": _NUMBER,
+                 "sigma_max": _NUMBER, "image_shape": [int], "dtype": str, "shard_size": int, "seed_offset": int,
+                 "sigmas": [_NUMBER], "count": int}
+_SHARD_TYPES = {"index": int, "file": str, "seeds_file": str, "count": int, "seed_start": int, "seed_stop": int}
 
 
 def shard_stem(rank: int, index: int) -> str:
@@ -39,6 +45,13 @@ def shard_stem(rank: int, index: int) -> str:
 def plan(count: int, shard_size: int, seed_offset: int) -> list[tuple[int, int]]:
     """Seed range [start, stop) of every shard index."""
     return [(seed_offset + a, seed_offset + min(a + shard_size, count)) for a in range(0, count, shard_size)]
+
+
+def _is(value, kind) -> bool:
+    """isinstance, where [t] means a list of t, and a bool is not a number."""
+    if isinstance(kind, list):
+        return isinstance(value, list) and all(_is(v, kind[0]) for v in value)
+    return isinstance(value, kind) and not isinstance(value, bool)
 
 
 def _read_json(path: Path) -> dict:
@@ -64,6 +77,8 @@ def read_header(path: str | Path) -> dict:
     missing = [k for k in (*SETTINGS, "sigmas", "count") if k not in header]
     if missing:
         raise KoopscopeError(f"{path / MANIFEST}: missing fields {', '.join(missing)}")
+    if wrong := [k for k, kind in _HEADER_TYPES.items() if not _is(header[k], kind)]:
+        raise KoopscopeError(f"{path / MANIFEST}: fields of the wrong type: {', '.join(wrong)}")
     return header
 
 
@@ -85,7 +100,11 @@ def rank_entries(path: Path) -> dict[int, list[dict]]:
     for f in path.glob("manifest-r*.json"):
         m = _RANK_MANIFEST.fullmatch(f.name)
         if m:
-            out[int(m.group(1))] = _read_json(f).get("shards", [])
+            shards = _read_json(f).get("shards", [])
+            if not _is(shards, [dict]) or not all(_is(e.get(k), t) for e in shards for k, t in _SHARD_TYPES.items()):
+                raise KoopscopeError(f"{f}: malformed shard list (each shard needs {', '.join(_SHARD_TYPES)} of "
+                                     "the right type)")
+            out[int(m.group(1))] = shards
     return out
 
 
