@@ -19,10 +19,8 @@ The default is chosen by the rule in RULE.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import time
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,6 +28,7 @@ import numpy as np
 import torch
 
 from koopscope.diffusion.config import HELD_OUT_SEED
+from koopscope.io.results import merge
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = {   # name: (encoder_time, intermediate weight, latent weight, noise estimate)
@@ -63,18 +62,20 @@ def setting(name: str, path: Path) -> dict:
 def train_run(args, name: str, store) -> Path:
     """Train (or finish) one setting; returns its model.safetensors."""
     from koopscope.io.checkpoint import read_meta
-    from koopscope.pipeline import hkd_task
+    from koopscope.pipeline import hkd_task, resumable
     from koopscope.train.loop import train
+    from koopscope.train.presets import hkd_preset
 
     run = args.out_dir / name
     ckpt = run / "checkpoint.safetensors"
     if ckpt.exists() and read_meta(ckpt)["state"]["step"] >= args.steps:
         return run / "model.safetensors"
     et, mid, lat, noise = SETTINGS[name]
+    torch.manual_seed(hkd_preset(args.preset).train.seed)
     task, cfg = hkd_task(args.preset, store, args.teacher, encoder_time=et, intermediate=mid, latent=lat,
                          noise_estimate=noise, init=args.init)
     cfg = replace(cfg, steps=args.steps, threads=args.threads, grid=16)
-    return train(task, cfg, run, resume=ckpt.exists(), preset=args.preset, progress=args.progress)
+    return train(task, cfg, run, resume=resumable(run), preset=args.preset, progress=args.progress)
 
 
 def heldout(args) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,25 +116,6 @@ def evaluate_run(path: Path, states, sigmas, fid_count: int, ref) -> dict:
         scores = evaluate(one_step(model, range(FID_SEED, FID_SEED + fid_count)).clamp(-1, 1), ref)
         out["fid"] = {k: scores[k] for k in ("fid", "kid_mean", "precision", "recall", "count")}
     return out
-
-
-@contextmanager
-def locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        yield
-
-
-def merge(results_path: Path, header: dict, runs: dict | None = None) -> dict:
-    """Update the results file under a lock: header fields replaced, runs added or replaced by name."""
-    from koopscope.io.atomic import write_json
-
-    with locked(results_path):
-        old = json.loads(results_path.read_text()) if results_path.exists() else {}
-        results = {**old, **header, "runs": {**old.get("runs", {}), **(runs or {})}}
-        write_json(results_path, results)
-    return results
 
 
 def choose(results: dict) -> str:
@@ -230,7 +212,7 @@ def main() -> None:
             path = args.init if name == INIT else train_run(args, name, args.trajectories)
             run = {"run": str(path.parent), "setting": setting(name, path),
                    **evaluate_run(path, states, sigmas, args.fid, ref), "seconds": round(time.perf_counter() - t0, 1)}
-            merge(args.results, header, {name: run})
+            merge(args.results, header, "runs", {name: run})
             print(f"{name}: min explained {run['min_explained']:.3f}, FID {run.get('fid', {}).get('fid', '-')} "
                   f"({run['seconds']} s)", flush=True)
     results = json.loads(args.results.read_text())

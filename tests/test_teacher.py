@@ -208,8 +208,8 @@ def test_bad_checkpoints_are_clear_errors(tmp_path):
     corrupt = tmp_path / "corrupt.safetensors"
     corrupt.write_bytes(good.read_bytes()[:-500])
     for path, msg in [(tmp_path / "missing.safetensors", "not found"), (text, "not a readable"),
-                      (foreign, "not a koopscope checkpoint"), (wrong_kind, "'hkd' checkpoint, expected teacher"),
-                      (corrupt, "corrupt")]:
+                      (foreign, "not a koopscope checkpoint"),
+                      (wrong_kind, "'hkd' checkpoint; this needs a teacher checkpoint"), (corrupt, "corrupt")]:
         with pytest.raises(CheckpointError, match=msg):
             load_teacher(path)
 

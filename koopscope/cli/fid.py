@@ -12,12 +12,14 @@ from .common import Solver, check_output, user_errors
 
 @user_errors
 def fid(
-    source: Path = typer.Argument(..., help="Teacher/HKD checkpoint, folder of PNGs, or .npz of uint8 'images'."),
+    source: Path = typer.Argument(..., help="Teacher/HKD/KD/CD checkpoint, folder of PNGs, or .npz of uint8 "
+                                            "'images'."),
     ref: str = typer.Option("fashion:train", help="DATASET[:SPLIT] (at the samples' resolution) or a .npz "
                                                   "(cached reference features or another samples .npz)."),
     count: int = typer.Option(10_000, help="Samples to evaluate (files: at most this many)."),
     seed: int = typer.Option(0, help="Checkpoints: first seed; image i uses seed + i."),
-    steps: int = typer.Option(None, help="Teacher only: grid points (Heun NFE = 2N - 1; default the checkpoint's)."),
+    steps: int = typer.Option(None, help="Teacher: grid points (Heun NFE = 2N - 1; default the checkpoint's); "
+                                         "CD: steps (1-3)."),
     solver: Solver = typer.Option(Solver.heun, help="Teacher only: ODE solver."),
     batch: int = typer.Option(256, help="Images sampled and kept in memory at once."),
     out: Path = typer.Option(None, help="Also write the results to this JSON file."),

@@ -1,4 +1,4 @@
-"""`koopscope sample`: images from a teacher or HKD checkpoint as a PNG grid and/or npz."""
+"""`koopscope sample`: images from a teacher, HKD, KD or CD checkpoint as a PNG grid or npz."""
 
 from __future__ import annotations
 
@@ -11,22 +11,22 @@ from .common import Solver, check_output, user_errors
 
 @user_errors
 def sample(
-    ckpt: Path = typer.Argument(..., help="Teacher or HKD checkpoint (model.safetensors)."),
+    ckpt: Path = typer.Argument(..., help="Teacher, HKD, KD or CD checkpoint (model.safetensors)."),
     count: int = typer.Option(64, help="Number of images."),
     seed: int = typer.Option(0, help="First seed; image i uses seed + i."),
     out: Path = typer.Option(Path("samples.png"), help="Output: .png (grid) or .npz (uint8 images, seeds)."),
-    steps: int = typer.Option(None, help="Teacher only: grid points (Heun NFE = 2N - 1)."),
+    steps: int = typer.Option(None, help="Teacher: grid points (Heun NFE = 2N - 1); CD: steps (1-3)."),
     solver: Solver = typer.Option(Solver.heun, help="Teacher only: ODE solver."),
     batch: int = typer.Option(256, help="Images per batch."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ):
-    """Draw COUNT samples (HKD: one network pass per image)."""
+    """Draw COUNT samples (HKD, KD: one network pass per image)."""
     import numpy as np
 
     from ..errors import KoopscopeError
+    from ..generators import load_generator
     from ..io.atomic import atomic_path
     from ..io.images import save_grid
-    from ..sampling import sample_checkpoint
 
     if count <= 0:
         raise KoopscopeError("--count must be positive")
@@ -38,7 +38,8 @@ def sample(
         raise KoopscopeError(f"--out must end in .png or .npz, got '{out.name}'")
     check_output(out)
     seeds = range(seed, seed + count)
-    x, nfe = sample_checkpoint(ckpt, seeds, steps=steps, solver=solver.value, batch=batch, progress=progress)
+    gen = load_generator(ckpt, steps=steps, solver=solver.value)
+    x, nfe = gen(seeds, batch=batch, progress=progress), gen.nfe
     if out.suffix == ".png":
         save_grid(x, out)
     else:

@@ -83,7 +83,8 @@ def hkd(
     latent: float | None = typer.Option(None, help="Weight of latent consistency: the encoder's latents of the "
                                                    "teacher's states must follow the generators (0 = off)."),
     noise_estimate: str | None = typer.Option(None, help="Blind encoder's noise-level estimate: haar | energy."),
-    distance: str | None = typer.Option(None, help="mse | huber (LPIPS is not offered: its ImageNet weights cannot be had offline)"),
+    distance: str | None = typer.Option(None, help="mse | huber (no LPIPS: its ImageNet weights cannot be had "
+                                                   "offline)."),
     times: int | None = typer.Option(None, help="Time points per trajectory (T plus s-1 grid times)."),
     koopman: bool = typer.Option(True, help="Koopman evolution (off: identity, an ablation)."),
     hierarchy: bool = typer.Option(True, help="All levels evolve (off: only the bottleneck, an ablation)."),

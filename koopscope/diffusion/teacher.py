@@ -7,7 +7,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..io.checkpoint import load_checkpoint, load_weights
 from ..io.images import save_grid
 from .loss import EDMLoss
 from .precond import EDMPrecond
@@ -54,8 +53,7 @@ class TeacherTask:
 
 
 def load_teacher(path: str | Path) -> tuple[EDMPrecond, dict]:
-    """EMA teacher network (eval mode) and the checkpoint metadata."""
-    tensors, meta = load_checkpoint(path, kind=KIND)
-    net = build_teacher(UNetConfig.from_dict(meta["config"]["unet"]))
-    load_weights(net, tensors, path)
-    return net.eval().requires_grad_(False), meta
+    """EMA teacher network (eval mode) and the checkpoint metadata (``generators.load_model`` for this kind)."""
+    from ..generators import load_model
+
+    return load_model(path, KIND)

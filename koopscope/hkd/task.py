@@ -7,8 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, KoopscopeError
-from ..io.checkpoint import load_checkpoint, load_weights, read_meta
+from ..errors import KoopscopeError
 from ..io.images import save_grid
 from .config import KIND, HKDConfig
 from .loss import HKDLossConfig, hkd_loss
@@ -82,12 +81,7 @@ class HKDTask:
 
 
 def load_hkd(path: str | Path) -> tuple[HKD, dict]:
-    """EMA HKD model (eval mode) and the checkpoint metadata."""
-    meta = read_meta(path)
-    if meta["kind"] != KIND:
-        raise CheckpointError(f"{path} is a '{meta['kind']}' checkpoint; this needs an HKD checkpoint "
-                              "(train one with `koopscope train hkd`)")
-    tensors, meta = load_checkpoint(path, kind=KIND)
-    model = HKD(HKDConfig.from_dict(meta["config"]["model"]))
-    load_weights(model, tensors, path)
-    return model.eval().requires_grad_(False), meta
+    """EMA HKD model (eval mode) and the checkpoint metadata (``generators.load_model`` for this kind)."""
+    from ..generators import load_model
+
+    return load_model(path, KIND)

@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from .. import __version__
 from ..errors import CheckpointError
 from .atomic import atomic_path, strict_json
-from .meta import FORMAT, META_KEY, read_meta, require_config
+from .meta import FORMAT, META_KEY, read_meta, require_config, require_kind
 
 
 def git_commit() -> str | None:
@@ -60,9 +60,8 @@ def _write(tensors: dict[str, torch.Tensor], meta: dict, path: str | Path) -> No
 def load_checkpoint(path: str | Path, kind: str | tuple[str, ...] | None = None):
     """Return (tensors, meta); check the kind if given."""
     meta = read_meta(path)
-    kinds = (kind,) if isinstance(kind, str) else kind
-    if kinds and meta["kind"] not in kinds:
-        raise CheckpointError(f"{path} is a '{meta['kind']}' checkpoint, expected {' or '.join(kinds)}")
+    if kind:
+        require_kind(meta, path, kind)
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:

@@ -13,7 +13,9 @@ from ..errors import CheckpointError
 FORMAT = 1
 META_KEY = "koopscope"
 # What the code reads from each kind's "config" (other kinds are read only by their own code).
-CONFIG_KEYS = {"teacher": ("unet", "sampler_steps", "image_shape"), "hkd": ("model", "image_shape")}
+CONFIG_KEYS = {"teacher": ("unet", "sampler_steps", "image_shape"), "hkd": ("model", "image_shape"),
+               "kd": ("unet", "sigma_max", "image_shape"), "cd": ("unet", "sigma_min", "sigma_max", "image_shape")}
+_NAMES = {"teacher": "teacher", "hkd": "HKD", "kd": "KD", "cd": "CD"}
 
 
 def sha256(path: str | Path) -> str:
@@ -53,6 +55,18 @@ def read_meta(path: str | Path) -> dict:
         raise CheckpointError(f"{path}: the koopscope metadata has no valid {' or '.join(bad)}; not a usable "
                               "checkpoint")
     return meta
+
+
+def require_kind(meta: dict, path: str | Path, kinds: str | tuple[str, ...]) -> None:
+    """Refuse a checkpoint of another kind: the one message for it, naming the command that makes the right one."""
+    kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
+    if meta["kind"] not in kinds:
+        names = [_NAMES.get(k, k) for k in kinds]
+        wanted = " or ".join(filter(None, [", ".join(names[:-1]), names[-1]]))
+        article = "an" if names[0] == "HKD" else "a"
+        hint = f" (train one with `koopscope train {kinds[0]}`)" if len(kinds) == 1 else ""
+        raise CheckpointError(f"{path} is a '{meta['kind']}' checkpoint; this needs {article} {wanted} "
+                              f"checkpoint{hint}")
 
 
 def require_config(meta: dict, path: str | Path, *keys: str) -> None:

@@ -194,46 +194,25 @@ def evaluate_checkpoint(ckpt: str | Path, count: int, reference: str | Path | di
                         steps: int | None = None, solver: str = "heun", seed: int = 0, batch: int = 256,
                         floor: bool = False, extractor: Callable | None = None, progress: bool = False,
                         **kwargs) -> dict:
-    """FID, KID, precision/recall of ``count`` samples (seeds seed + i) of a teacher or HKD checkpoint.
+    """FID, KID, precision/recall of ``count`` samples (seeds seed + i) of a teacher, HKD, KD or CD checkpoint.
 
-    The teacher runs ``solver`` with ``steps`` grid points (default: the checkpoint's); HKD is one step.
+    The teacher runs ``solver`` with ``steps`` grid points (default: the checkpoint's), CD ``steps`` steps
+    (default 1); HKD and KD are one step (``generators.load_generator``).
     ``floor=True`` adds ``"floor"``: the real-vs-real floor at the same count (dataset references only).
     ``seconds`` is the whole evaluation; ``kwargs`` go to ``metrics.evaluate``.
     """
-    from koopscope.diffusion.samplers import SAMPLERS
-    from koopscope.io.meta import read_meta, require_config
-    from koopscope.sampling import sample_checkpoint
+    from koopscope.generators import load_generator
 
     t0 = time.perf_counter()
     if count <= 0:
         raise KoopscopeError("count must be positive")
-    meta = read_meta(ckpt)
-    kind = meta["kind"]
-    if kind not in ("teacher", "hkd"):
-        raise KoopscopeError(f"{ckpt} is a '{kind}' checkpoint; evaluation needs a teacher or HKD checkpoint")
-    require_config(meta, ckpt)
-    if kind == "teacher":
-        steps = steps or meta["config"]["sampler_steps"]
-        if steps < 1:
-            raise KoopscopeError(f"steps must be at least 1, got {steps}")
-        if solver not in SAMPLERS:
-            raise KoopscopeError(f"unknown solver '{solver}'; choose one of: {', '.join(SAMPLERS)}")
-    else:
-        steps, solver = None, None
+    gen = load_generator(ckpt, steps=steps, solver=solver)
     _check_ref(reference, floor)
-    nfe = []
-
-    def batches():
-        for s in range(seed, seed + count, batch):
-            x, k = sample_checkpoint(ckpt, range(s, min(s + batch, seed + count)), steps=steps,
-                                     solver=solver or "heun", batch=batch)
-            nfe.append(k)
-            yield x
-
-    size = int(meta["config"]["image_shape"][-1])
-    out = _finish(batches(), count, size, reference, floor, extractor, progress, t0, **kwargs)
-    return {**out, "source": str(ckpt), "kind": kind, "steps": steps, "solver": solver, "seed": seed,
-            "nfe": nfe[0]}
+    batches = (gen(range(s, min(s + batch, seed + count)), batch=batch) for s in range(seed, seed + count, batch))
+    size = int(gen.meta["config"]["image_shape"][-1])
+    out = _finish(batches, count, size, reference, floor, extractor, progress, t0, **kwargs)
+    return {**out, "source": str(ckpt), "kind": gen.kind, "steps": gen.steps, "solver": gen.solver, "seed": seed,
+            "nfe": gen.nfe}
 
 
 def evaluate_files(path: str | Path, count: int, reference: str | Path | dict = "fashion:train",

@@ -30,7 +30,7 @@ from .. import __version__
 from ..diffusion.config import SIGMA_MAX, SIGMA_MIN
 from ..errors import CheckpointError
 from ..hkd.config import KIND, TIME_CONVENTIONS, HKDConfig, delta_tau
-from ..io.meta import read_meta, require_config, sha256
+from ..io.meta import read_meta, require_config, require_kind, sha256
 from .bands import METHODS, assign_bands, band_names, block_modes
 
 if TYPE_CHECKING:
@@ -67,9 +67,7 @@ def load_generators(path: str | Path) -> tuple[list[Generators], HKDConfig]:
     A level evolves as in ``HKD``: Koopman on and the level active (hierarchy off: the bottleneck only).
     """
     meta = read_meta(path)
-    if meta["kind"] != KIND:
-        raise CheckpointError(f"{path} is a '{meta['kind']}' checkpoint; this needs an HKD checkpoint "
-                              "(train one with `koopscope train hkd`)")
+    require_kind(meta, path, KIND)
     require_config(meta, path, "model")
     cfg = HKDConfig.from_dict(meta["config"]["model"])
     shapes = {f"levels.{i}.{p}": (d // 2, h, w) for i, (d, h, w) in enumerate(cfg.unet.level_shapes())
