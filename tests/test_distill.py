@@ -115,3 +115,24 @@ def test_loader_errors(chain, run):
         load_generator(out / "model.safetensors", steps=2 if method == "kd" else 4)
     assert load_generator(chain[0], steps=4, solver="euler").nfe == 4
     assert load_generator(chain[0], steps=4).nfe == 7
+
+
+def test_cli_train_and_sample(chain, tmp_path):
+    from typer.testing import CliRunner
+
+    from koopscope.cli.main import app
+
+    teacher, store = chain
+    for method in TASKS:
+        r = CliRunner().invoke(app, ["train", method, "--trajectories", str(store.path), "--teacher", str(teacher),
+                                     "--steps", "3", "--grid", "0", "--threads", "1", "--no-progress",
+                                     "--out", str(tmp_path / method)])
+        assert r.exit_code == 0, r.output
+        steps = ["--steps", "2"] if method == "cd" else []
+        r = CliRunner().invoke(app, ["sample", str(tmp_path / method / "model.safetensors"), "--count", "4", *steps,
+                                     "--out", str(tmp_path / f"{method}.npz"), "--no-progress"])
+        assert r.exit_code == 0 and f"({2 if method == 'cd' else 1} NFE each)" in r.output, r.output
+    r = CliRunner().invoke(app, ["train", "kd", "--trajectories", str(store.path), "--teacher",
+                                 str(tmp_path / "cd" / "model.safetensors"), "--out", str(tmp_path / "bad")])
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and "needs a teacher checkpoint" in r.output, r.output
+    assert not (tmp_path / "bad" / "log.jsonl").exists()

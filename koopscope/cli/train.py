@@ -1,4 +1,4 @@
-"""`koopscope train teacher|hkd`."""
+"""`koopscope train teacher|hkd|kd|cd`."""
 
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ def _train(build, cfg, out: Path, resume: bool, preset: str, progress: bool) -> 
     return train(build(), cfg, out, resume=resume, preset=preset, progress=progress)
 
 
-app = typer.Typer(no_args_is_help=True, help="Train the EDM teacher or the HKD student (torchrun-ready).")
+app = typer.Typer(no_args_is_help=True,
+                  help="Train the EDM teacher, the HKD student, or the KD and CD baselines (torchrun-ready).")
 
 
 @app.command("teacher")
@@ -117,3 +118,66 @@ def hkd(
     path = _train(build, cfg, out, resume, preset, progress)
     if _rank0():
         print(f"hkd: {path}")
+
+
+def _distill(method: str, trajectories: Path, teacher: Path, preset: str, out: Path, resume: bool,
+             distance: str | None, steps: int | None, batch: int | None, lr: float | None, grid: int | None,
+             threads: int, seed: int | None, progress: bool) -> None:
+    from ..pipeline import distill_task
+    from ..train.presets import hkd_preset
+
+    cfg = _config(hkd_preset(preset).train, threads, steps=steps, batch=batch, seed=seed, grid=grid, lr=lr)
+    path = _train(lambda: distill_task(method, preset, trajectories, teacher, distance)[0], cfg, out, resume, preset,
+                  progress)
+    if _rank0():
+        print(f"{method}: {path}")
+
+
+_TRAJECTORIES = typer.Option(..., help="Trajectory store of TEACHER from `koopscope trajectories`.")
+_TEACHER = typer.Option(..., help="The teacher checkpoint the store was written with (the student starts from it).")
+_PRESET = typer.Option("smoke", help="smoke | fashion | cifar10 | ffhq64 (the HKD preset's training budget).")
+
+
+@app.command("kd")
+@user_errors
+def kd(
+    trajectories: Path = _TRAJECTORIES,
+    teacher: Path = _TEACHER,
+    preset: str = _PRESET,
+    out: Path = typer.Option(..., help="Run folder."),
+    resume: bool = typer.Option(False, help="Continue the run in OUT exactly where it stopped."),
+    distance: str | None = typer.Option(None, help="mse (default) | huber."),
+    steps: int | None = typer.Option(None, help="Override the preset's number of steps."),
+    batch: int | None = typer.Option(None, help="Override the preset's global batch size."),
+    lr: float | None = typer.Option(None, help="Override the preset's learning rate."),
+    grid: int | None = typer.Option(None, help="Images per sample grid (0 = no grids)."),
+    threads: int = typer.Option(0, help="CPU threads per process (0 = torch default)."),
+    seed: int | None = typer.Option(None, help="Override the preset's seed."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+):
+    """Knowledge distillation baseline (Luhman & Luhman 2021): x_T -> the teacher's sample in one step."""
+    _distill("kd", trajectories, teacher, preset, out, resume, distance, steps, batch, lr, grid, threads, seed,
+             progress)
+
+
+@app.command("cd")
+@user_errors
+def cd(
+    trajectories: Path = _TRAJECTORIES,
+    teacher: Path = _TEACHER,
+    preset: str = _PRESET,
+    out: Path = typer.Option(..., help="Run folder."),
+    resume: bool = typer.Option(False, help="Continue the run in OUT exactly where it stopped."),
+    distance: str | None = typer.Option(None, help="huber (default) | mse."),
+    steps: int | None = typer.Option(None, help="Override the preset's number of steps."),
+    batch: int | None = typer.Option(None, help="Override the preset's global batch size."),
+    lr: float | None = typer.Option(None, help="Override the preset's learning rate."),
+    grid: int | None = typer.Option(None, help="Images per sample grid (0 = no grids)."),
+    threads: int = typer.Option(0, help="CPU threads per process (0 = torch default)."),
+    seed: int | None = typer.Option(None, help="Override the preset's seed."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+):
+    """Consistency distillation baseline (Song et al. 2023) on adjacent grid times of the stored trajectories;
+    sample with `koopscope sample --steps 1|2|3`."""
+    _distill("cd", trajectories, teacher, preset, out, resume, distance, steps, batch, lr, grid, threads, seed,
+             progress)
