@@ -11,7 +11,7 @@ PY=".venv/bin/python"
 R=${RUNS:-$HOME/koopscope-runs}
 # The shipped teacher (koopscope/models/) was made by the first command; set RETRAIN=1 to redo it.
 TEACHER=$(pwd)/koopscope/models/teacher-fashion.safetensors S=$R/traj-fashion
-H1=$R/hkd-fashion H2=$R/hkd-fashion-v2 V1=$R/hkd-fashion-v1.safetensors
+H1=$R/hkd-fashion H2=$R/hkd-fashion-v2 H3=$R/hkd-fashion-v3 V1=$R/hkd-fashion-v1.safetensors
 
 resume() { [ -f "$1/checkpoint.safetensors" ] && echo --resume || true; }
 missing() { [ "${FORCE:-0}" = 1 ] || [ ! -f "$1" ]; }   # evaluations already saved are skipped (FORCE=1 redoes)
@@ -32,15 +32,24 @@ $K train hkd --preset fashion --trajectories $S --teacher $TEACHER --out $H1 --n
 # which objective makes v1 consistent: 300-step fine-tunes of v1, one per setting
 $PY analyses/ablation_consistency.py --trajectories $S --teacher $TEACHER --init $V1 --with-init --steps 300 --fid 2000 \
   --out-dir $R/ablation-ft --threads "$TH"
-# v2, shipped: v1 fine-tuned with the chosen objective (latent consistency 1, Haar noise estimate), 800 steps
+# v2: v1 fine-tuned with the chosen objective (latent consistency 1, Haar noise estimate), 800 steps
 [ -d $H2 ] || cp -r $R/ablation-ft/haar-lat1 $H2
 $K train hkd --preset fashion --trajectories $S --teacher $TEACHER --init $V1 --latent 1 --noise-estimate haar \
   --intermediate 1 --grid 16 --out $H2 --resume --steps 800 --threads "$TH" --no-progress
-$K consistency $H2/model.safetensors --out analyses/results/consistency_fashion.nc --threads "$TH" --no-progress
+missing analyses/results/eval_hkd_v2.json && $PY analyses/eval_hkd.py --hkd $H2/model.safetensors --trajectories $S \
+  --count 5000 --threads "$TH" --no-progress --teacher-from analyses/results/eval_teacher.json --out analyses/results/eval_hkd_v2.json
+# v3, shipped: the same run 200 steps further (v2 missed FID <= 1.1x v1's by 0.7; v3 meets it and stays consistent)
+[ -d $H3 ] || cp -r $H2 $H3
+$K train hkd --preset fashion --trajectories $S --teacher $TEACHER --init $V1 --latent 1 --noise-estimate haar \
+  --intermediate 1 --grid 16 --out $H3 --resume --steps 1000 --threads "$TH" --no-progress
+$K consistency $H3/model.safetensors --out analyses/results/consistency_fashion.nc --threads "$TH" --no-progress
 mv analyses/results/consistency_fashion.png figures/consistency_fashion.png
-$PY analyses/eval_hkd.py --hkd $H2/model.safetensors --trajectories $S --count 5000 --threads "$TH" --no-progress \
+$PY analyses/eval_hkd.py --hkd $H3/model.safetensors --trajectories $S --count 5000 --threads "$TH" --no-progress \
   --teacher-from analyses/results/eval_teacher.json
-$PY analyses/bench_speed.py --teacher $TEACHER --hkd $H2/model.safetensors --threads "$TH"
-$PY analyses/ship_model.py $H2/model.safetensors   # -> koopscope/models/hkd-fashion.{safetensors,json}
-$PY analyses/fig_hkd_samples.py --hkd $H2/model.safetensors
+$PY analyses/bench_speed.py --teacher $TEACHER --hkd $H3/model.safetensors --threads "$TH"
+$PY analyses/ship_model.py $H3/model.safetensors   # -> koopscope/models/hkd-fashion.{safetensors,json}
+$PY analyses/fig_hkd_samples.py --hkd $H3/model.safetensors
 $PY analyses/spectrum_reading.py --hkd koopscope/models/hkd-fashion.safetensors --threads "$TH"
+# the comparison on one teacher: every method distilled from the same store on the same budget, one table
+$PY analyses/comparison.py --trajectories $S --teacher $TEACHER --runs $R/comparison --threads "$TH" \
+  --only kd cd hkd hkd-paper hkd-no-hierarchy hkd-koopman-only hkd-neither

@@ -1,6 +1,6 @@
 """Ship a trained HKD model inside the package, with its provenance beside it.
 
-    python analyses/ship_model.py runs/hkd-fashion/model.safetensors [--eval analyses/results/eval_hkd.json]
+    python analyses/ship_model.py runs/hkd-fashion/model.safetensors [--run RUN] [--eval analyses/results/eval_hkd.json]
         [--consistency analyses/results/consistency_fashion.json]
 
 Copies the checkpoint (EMA weights only) to koopscope/models/hkd-<preset>.safetensors, with the
@@ -23,10 +23,10 @@ from koopscope.io.meta import read_meta, sha256
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def final_losses(run: Path, last: int = 100) -> dict:
-    """Mean of each loss term over the last `last` logged steps of the run."""
+def final_losses(run: Path, step: int, last: int = 10) -> dict:
+    """Mean of each loss term over the run's last `last` log lines up to `step` (the model's)."""
     rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if "loss" in r][-last:]
+    rows = [r for r in rows if "loss" in r and r["step"] <= step][-last:]
     keys = [k for k in rows[-1] if k not in ("step", "lr", "images_per_s")]
     return {k: round(sum(r[k] for r in rows) / len(rows), 5) for k in keys}
 
@@ -45,7 +45,8 @@ def train_command(meta: dict, teacher: Path, out: Path) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("model", type=Path, help="the run's model.safetensors")
+    ap.add_argument("model", type=Path, help="the run's model.safetensors (or a copy of it at some step)")
+    ap.add_argument("--run", type=Path, default=None, help="the run folder (default: the model's folder)")
     ap.add_argument("--teacher", type=Path, default=ROOT / "koopscope/models/teacher-fashion.safetensors")
     ap.add_argument("--eval", type=Path, default=ROOT / "analyses/results/eval_hkd.json")
     ap.add_argument("--consistency", type=Path, default=ROOT / "analyses/results/consistency_fashion.json")
@@ -75,12 +76,12 @@ def main() -> None:
                 f"{prov['grid_steps']}-step trajectories",
         "commands": ["bash analyses/fashion_pipeline.sh",
                      f"python analyses/ship_model.py {args.model}"],
-        "train_command": train_command(meta, args.teacher.relative_to(ROOT), args.model.parent),
+        "train_command": train_command(meta, args.teacher.relative_to(ROOT), args.run or args.model.parent),
         "steps": prov["step"], "images_seen": prov["images_seen"], "git_commit": prov["git_commit"],
         "config": meta["config"],
         "data": {k: tp[k] for k in ("dataset", "split", "data_hash", "data_count")},
         "teacher_sha256": prov["teacher_sha256"], "sha256": sha256(dest), "source_sha256": sha256(args.model),
-        "final_losses": final_losses(args.model.parent),
+        "final_losses": final_losses(args.run or args.model.parent, prov["step"]),
         "fid": {"count": ev["count"], "reference": ev["reference"], "hkd_seeds": ev["hkd_seeds"],
                 "hkd_vs_data": ev["hkd_vs_data"]["fid"], "teacher_35nfe_vs_data": ev["teacher_vs_data"]["fid"],
                 "ratio": ev["fid_ratio_hkd_over_teacher"],
