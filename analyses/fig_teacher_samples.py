@@ -12,21 +12,15 @@ from pathlib import Path
 import torch
 
 from koopscope.generators import load_generator
-from koopscope.io.figures import pyplot, save_figure
+from koopscope.io.figures import pyplot, save_figure, tile
 
 SETTINGS = [("Heun, 18 steps", 18, "heun"), ("Heun, 8 steps", 8, "heun"), ("Euler, 10 steps", 10, "euler")]
 
 
-def grid(x: torch.Tensor, nrow: int) -> torch.Tensor:
-    n, c, h, w = x.shape
-    x = x[: (n // nrow) * nrow].reshape(n // nrow, nrow, c, h, w).permute(2, 0, 3, 1, 4)
-    return x.reshape(c, (n // nrow) * h, nrow * w)
-
-
 def show(ax, x: torch.Tensor, title: str) -> None:
     """Images in [-1, 1] as one square grid on ax."""
-    g = grid((x.clamp(-1, 1) + 1) / 2, int(len(x) ** 0.5))
-    ax.imshow(g[0].numpy() if g.shape[0] == 1 else g.permute(1, 2, 0).numpy(), cmap="gray", vmin=0, vmax=1)
+    g = (tile(x.clamp(-1, 1).numpy(), pad=0) + 1) / 2
+    ax.imshow(g[0] if g.shape[0] == 1 else g.transpose(1, 2, 0), cmap="gray", vmin=0, vmax=1)
     ax.set_title(title)
     ax.axis("off")
 

@@ -15,13 +15,14 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from koopscope.cli.main import app
+from koopscope.diffusion.precond import c_in
 from koopscope.diffusion.samplers import seeded_noise
 from koopscope.diffusion.teacher import load_teacher
 from koopscope.errors import CheckpointError
 from koopscope.generators import load_generator
 from koopscope.hkd.dynamics import dynamics_share, eigen_spread, latent_consistency, trajectory_fidelity
 from koopscope.hkd.loss import HKDLossConfig, hkd_loss
-from koopscope.hkd.model import HKDConfig, c_in
+from koopscope.hkd.model import HKDConfig
 from koopscope.hkd.sample import latent_trajectory, one_step
 from koopscope.hkd.task import HKDTask, load_hkd
 from koopscope.io.checkpoint import load_checkpoint

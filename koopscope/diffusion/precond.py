@@ -8,14 +8,22 @@ from torch import nn
 from .config import SIGMA_DATA
 
 
+def c_in(sigma: torch.Tensor, sigma_data: float = SIGMA_DATA) -> torch.Tensor:
+    """1 / sqrt(sigma^2 + sigma_data^2): the input scale that gives a noisy state unit variance."""
+    return 1 / (sigma**2 + sigma_data**2).sqrt()
+
+
+def c_noise(sigma: torch.Tensor) -> torch.Tensor:
+    """ln(sigma) / 4: the noise-level input of the network."""
+    return sigma.log() / 4
+
+
 def edm_scalings(sigma: torch.Tensor, sigma_data: float = SIGMA_DATA):
     """c_skip, c_out, c_in, c_noise for noise level sigma (any shape)."""
     s2, sd2 = sigma**2, sigma_data**2
     c_skip = sd2 / (s2 + sd2)
     c_out = sigma * sigma_data / (s2 + sd2).sqrt()
-    c_in = 1 / (s2 + sd2).sqrt()
-    c_noise = sigma.log() / 4
-    return c_skip, c_out, c_in, c_noise
+    return c_skip, c_out, c_in(sigma, sigma_data), c_noise(sigma)
 
 
 class EDMPrecond(nn.Module):

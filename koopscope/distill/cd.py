@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..diffusion.config import SIGMA_DATA, SIGMA_MAX, SIGMA_MIN
+from ..diffusion.precond import c_in, c_noise
 from ..diffusion.unet import UNet, UNetConfig
 from ..hkd.loss import distance
 from ..io.images import save_grid
@@ -43,8 +44,7 @@ class ConsistencyModel(nn.Module):
         s, sd, eps = sigma.reshape(-1, 1, 1, 1), self.sigma_data, self.sigma_min
         c_skip = sd**2 / ((s - eps) ** 2 + sd**2)
         c_out = (s - eps) * sd / (s**2 + sd**2).sqrt()
-        c_in = 1 / (s**2 + sd**2).sqrt()
-        f = self.backbone((c_in * x).float(), (sigma.log() / 4).float())
+        f = self.backbone((c_in(s, sd) * x).float(), c_noise(sigma).float())
         return (c_skip * x + c_out * f.to(torch.float64)).to(x.dtype)
 
 

@@ -24,8 +24,9 @@ import math
 import torch
 from torch import Tensor
 
+from ..diffusion.precond import c_in
 from ..errors import KoopscopeError
-from .model import HKD, c_in
+from .model import HKD
 
 
 def _load(model: HKD, store, count: int) -> tuple[Tensor, Tensor]:

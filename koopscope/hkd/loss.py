@@ -9,8 +9,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..diffusion.precond import c_in
 from ..errors import KoopscopeError
-from .model import HKD, c_in
+from .model import HKD
 
 DISTANCES = ("mse", "huber")  # LPIPS needs ImageNet weights that cannot be had offline
 

@@ -28,15 +28,12 @@ import torch
 from torch import Tensor, nn
 
 from ..diffusion.config import SIGMA_DATA, SIGMA_MIN
+from ..diffusion.precond import c_in, c_noise
 from ..diffusion.unet import DownPath, Embedding, ResBlock, UNet, UpPath
 from .config import NOISE_ESTIMATES, HKDConfig
 from .koopman import HierarchicalKoopman
 
 ENCODER_TIMES = ("sigma", "blind")
-
-
-def c_in(sigma: Tensor) -> Tensor:
-    return 1 / (sigma**2 + SIGMA_DATA**2).sqrt()
 
 
 def sigma_hat(x: Tensor, method: str = "haar") -> Tensor:
@@ -89,7 +86,7 @@ class HKD(nn.Module):
         else:
             sigma = torch.as_tensor(sigma, dtype=torch.float64, device=x.device).reshape(-1).expand(x.shape[0])
         scale = c_in(sigma).reshape(-1, 1, 1, 1)
-        emb = self.embed((sigma.log() / 4).float())
+        emb = self.embed(c_noise(sigma).float())
         return self.encoder((scale * x).float(), emb)
 
     def evolve(self, zs: list[Tensor], sigma_from, sigma_to) -> list[Tensor]:

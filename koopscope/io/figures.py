@@ -1,10 +1,28 @@
-"""Figures as PNG + PDF, written atomically (Agg backend, no display needed)."""
+"""Figures as PNG + PDF, written atomically (Agg backend, no display needed), and image mosaics."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+import numpy as np
+
 from .atomic import atomic_path
+
+
+def tile(images, per_row: int | None = None, pad: int = 2, fill: float = -1.0) -> np.ndarray:
+    """Images (N, C, H, W) as one mosaic (C, H', W'), row by row, ``per_row`` to a row (default: a square),
+    ``pad`` pixels of ``fill`` around each; a partial last row keeps its images."""
+    images = np.asarray(images, dtype=np.float32)
+    n, c, h, w = images.shape
+    per_row = per_row or max(1, math.ceil(math.sqrt(n)))
+    rows = math.ceil(n / per_row)
+    out = np.full((c, rows * (h + pad) + pad, per_row * (w + pad) + pad), fill, np.float32)
+    for k in range(n):
+        r, q = divmod(k, per_row)
+        y, x = pad + r * (h + pad), pad + q * (w + pad)
+        out[:, y:y + h, x:x + w] = images[k]
+    return out
 
 
 def pyplot():

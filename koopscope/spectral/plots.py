@@ -11,6 +11,7 @@ import xarray as xr
 
 from ..diffusion.config import SIGMA_DATA
 from ..io.figures import pyplot as _pyplot
+from ..io.figures import tile
 from .spectrum import level_view
 
 
@@ -53,11 +54,9 @@ def plot_band_grid(ds: xr.Dataset, samples: int | None = None):
     nb, nt, ns, c, h, w = img.shape
     scale = SIGMA_DATA / np.sqrt(ds.sigma.values ** 2 + SIGMA_DATA ** 2)
     img = np.clip(img * scale[None, :, None, None, None, None], -1, 1)
-    pad = 1
-    mosaic = np.ones((nb * ns * (h + pad) - pad, nt * (w + pad) - pad, c))
-    for b, t, s in np.ndindex(nb, nt, ns):
-        y, x = (b * ns + s) * (h + pad), t * (w + pad)
-        mosaic[y:y + h, x:x + w] = (img[b, t, s].transpose(1, 2, 0) + 1) / 2
+    pad = 1  # rows (band, sample), columns time; white between the cells
+    cells = img.transpose(0, 2, 1, 3, 4, 5).reshape(-1, c, h, w)
+    mosaic = ((tile(cells, nt, pad, fill=1.0) + 1) / 2)[:, pad:-pad, pad:-pad].transpose(1, 2, 0)
     fig, ax = plt.subplots(figsize=(0.9 + 0.55 * nt * w / 16, 0.4 + 0.55 * nb * ns * h / 16))
     ax.imshow(mosaic[..., 0] if c == 1 else mosaic, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_xticks([t * (w + pad) + w / 2 for t in range(nt)], [f"{s:.3g}" for s in ds.sigma.values], fontsize=7)
