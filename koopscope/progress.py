@@ -1,8 +1,17 @@
-"""The one progress bar koopscope draws (rich, on stderr, gone when done)."""
+"""The one progress display koopscope draws: rich, on stderr, gone when done, nothing when disabled."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+
+
+def bars(enabled: bool = True):
+    """A rich ``Progress`` (description, bar, done/total, time left); add tasks to it inside ``with``."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=Console(stderr=True), transient=True, disable=not enabled)
 
 
 def track(items: Iterable, description: str, enabled: bool = True, total: int | None = None) -> Iterator:
@@ -10,7 +19,5 @@ def track(items: Iterable, description: str, enabled: bool = True, total: int | 
     if not enabled:
         yield from items
         return
-    from rich.console import Console
-    from rich.progress import track as rich_track
-
-    yield from rich_track(items, description=description, total=total, transient=True, console=Console(stderr=True))
+    with bars() as progress:
+        yield from progress.track(items, total=total, description=description)

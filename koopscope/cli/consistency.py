@@ -50,11 +50,11 @@ def consistency(
     paths = _outputs(out)
 
     import torch
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ..hkd.task import load_hkd
     from ..io.atomic import strict_json, write_json
     from ..io.figures import save_figure
+    from ..progress import bars
     from ..spectral import consistency as C
     from ..spectral import save_spectrum
     from ..spectral.plots import plot_consistency
@@ -65,8 +65,7 @@ def consistency(
         torch.set_num_threads(threads)
     ckpt = _checkpoint(ckpt)
     model, meta = load_hkd(ckpt)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  disable=not progress, transient=True) as bar:
+    with bars(progress) as bar:
         if trajectories is not None:
             states, sigmas = C.store_trajectories(TrajectoryStore(trajectories), meta, count)
             source = {"trajectories": str(trajectories), "first_trajectories": count}

@@ -89,12 +89,9 @@ class InceptionFeatures:
         images = torch.as_tensor(images)
         n = len(images)
         out = np.empty((n, DIM), dtype=np.float64)
-        starts = range(0, n, self.batch_size)
-        if progress:
-            from rich.progress import track
+        from ..progress import track
 
-            starts = track(starts, description=f"Inception features ({n} images)", transient=True)
-        for i in starts:
+        for i in track(range(0, n, self.batch_size), f"Inception features ({n} images)", progress):
             batch = preprocess(to_uint8(images[i : i + self.batch_size].to(self.device)))
             out[i : i + len(batch)] = self.net(batch).reshape(len(batch), DIM).double().cpu().numpy()
         return out

@@ -159,13 +159,9 @@ def evaluate_batches(batches: Iterable, count: int, ref: dict, extractor: Callab
 @contextmanager
 def _bar(enabled: bool, total: int):
     """``with _bar(enabled, total) as advance:`` a rich progress bar over images (a no-op when disabled)."""
-    if not enabled:
-        yield lambda k: None
-        return
-    from rich.console import Console
-    from rich.progress import Progress
+    from ..progress import bars
 
-    with Progress(console=Console(stderr=True), transient=True) as bar:
+    with bars(enabled) as bar:
         task = bar.add_task(f"sampling + Inception features ({total} images)", total=total)
         yield lambda k: bar.advance(task, k)
 

@@ -317,19 +317,14 @@ class _progress:
     """A rich progress bar (or nothing) showing step and loss."""
 
     def __init__(self, enabled: bool, total: int, start: int, name: str):
-        self.p = None
-        if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from ..progress import bars
 
-            self.p = Progress(TextColumn(f"train {name}"), BarColumn(), MofNCompleteColumn(),
-                              TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn())
-            self.p.start()
-            self.task = self.p.add_task("", total=total, completed=start, loss="-")
+        self.name, self.p = name, bars(enabled)
+        self.p.start()
+        self.task = self.p.add_task(f"train {name}", total=total, completed=start)
 
     def update(self, step: int, loss: float) -> None:
-        if self.p:
-            self.p.update(self.task, completed=step, loss=f"{loss:.4f}")
+        self.p.update(self.task, completed=step, description=f"train {self.name}, loss {loss:.4f}")
 
     def close(self) -> None:
-        if self.p:
-            self.p.stop()
+        self.p.stop()
