@@ -31,17 +31,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def untrained_fashion_teacher(path: Path) -> Path:
-    from koopscope.diffusion.teacher import build_teacher
-    from koopscope.io.checkpoint import provenance, save_checkpoint, with_prefix
+    from koopscope.diffusion.teacher import save_untrained
     from koopscope.train.presets import TEACHER_PRESETS
 
     p = TEACHER_PRESETS["fashion"]
     torch.manual_seed(0)
-    net = build_teacher(p.unet)
-    config = {"unet": p.unet.to_dict(), "sampler_steps": p.sampler_steps,
-              "image_shape": [p.unet.img_channels, p.resolution, p.resolution]}
-    return save_checkpoint(path, with_prefix(net.state_dict(), "ema"), "teacher", config,
-                           provenance(note="untrained, for benchmarks"))
+    return save_untrained(path, p.unet, p.sampler_steps)
 
 
 def raw_forward(net, shape, sigmas, count: int, batch: int, nfe: int) -> float:

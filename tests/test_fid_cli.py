@@ -9,17 +9,15 @@ import json
 import numpy as np
 import pytest
 import torch
+from checks import tiny_checkpoints
 from PIL import Image
 from typer.testing import CliRunner
 
 from koopscope.cli.main import app
 from koopscope.data import ImageDataset
-from koopscope.diffusion.teacher import build_teacher
-from koopscope.diffusion.unet import UNetConfig
 from koopscope.errors import DatasetNotFound, KoopscopeError
 from koopscope.generators import Generator, load_generator
-from koopscope.hkd.model import HKD, HKDConfig
-from koopscope.io.checkpoint import provenance, save_checkpoint, with_prefix
+from koopscope.io.checkpoint import provenance, save_checkpoint
 from koopscope.metrics import InceptionFeatures, reference_features
 from koopscope.metrics.fid import stats
 from koopscope.metrics.inception import to_uint8
@@ -62,17 +60,7 @@ def ckpts(tmp_path_factory):
     """Untrained tiny teacher and HKD checkpoints (random weights) in tmp."""
     torch.manual_seed(0)
     d = tmp_path_factory.mktemp("ckpts")
-    unet = UNetConfig(img_channels=1, resolution=8, channels=8, channel_mult=(1, 2), blocks=1, attn_resolutions=())
-    net = build_teacher(unet)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.normal_(0, 0.2)
-    save_checkpoint(d / "teacher.safetensors", with_prefix(net.state_dict(), "ema"), "teacher",
-                    {"unet": unet.to_dict(), "sampler_steps": STEPS, "image_shape": list(SHAPE)}, provenance())
-    hkd = HKD(HKDConfig(unet))
-    save_checkpoint(d / "hkd.safetensors", with_prefix(hkd.state_dict(), "ema"), "hkd",
-                    {"model": hkd.cfg.to_dict(), "image_shape": list(SHAPE)}, provenance())
-    return d / "teacher.safetensors", d / "hkd.safetensors"
+    return tiny_checkpoints(d, STEPS, std=0.2)
 
 
 def test_evaluate_checkpoint_streams_batches(ckpts, monkeypatch):

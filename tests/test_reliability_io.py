@@ -16,16 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from checks import tiny_checkpoints
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 import koopscope
 from koopscope.cli.main import app
-from koopscope.diffusion.teacher import build_teacher
-from koopscope.diffusion.unet import UNetConfig
-from koopscope.hkd.model import HKD, HKDConfig
 from koopscope.io.atomic import write_json
-from koopscope.io.checkpoint import provenance, read_meta, save_checkpoint, with_prefix
+from koopscope.io.checkpoint import provenance, read_meta, save_checkpoint
 from koopscope.io.meta import META_KEY
 
 SHIPPED = Path(koopscope.__file__).parent / "models" / "hkd-fashion.safetensors"
@@ -59,14 +57,7 @@ def _edit_meta(src: Path, dest: Path, edit=lambda meta: None, tensors=lambda t: 
 def ckpts(tmp_path_factory):
     """Tiny untrained teacher and HKD checkpoints (8x8 grey images)."""
     torch.manual_seed(0)
-    d = tmp_path_factory.mktemp("ckpts")
-    unet = UNetConfig(img_channels=1, resolution=8, channels=8, channel_mult=(1, 2), blocks=1, attn_resolutions=())
-    save_checkpoint(d / "teacher.safetensors", with_prefix(build_teacher(unet).state_dict(), "ema"), "teacher",
-                    {"unet": unet.to_dict(), "sampler_steps": 3, "image_shape": [1, 8, 8]}, provenance())
-    hkd = HKD(HKDConfig(unet))
-    save_checkpoint(d / "hkd.safetensors", with_prefix(hkd.state_dict(), "ema"), "hkd",
-                    {"model": hkd.cfg.to_dict(), "image_shape": [1, 8, 8]}, provenance())
-    return d / "teacher.safetensors", d / "hkd.safetensors"
+    return tiny_checkpoints(tmp_path_factory.mktemp("ckpts"), 3)
 
 
 @pytest.fixture(scope="module")

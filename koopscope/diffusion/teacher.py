@@ -20,6 +20,25 @@ def build_teacher(unet: UNetConfig) -> EDMPrecond:
     return EDMPrecond(UNet(unet))
 
 
+def teacher_config(unet: UNetConfig, sampler_steps: int) -> dict:
+    """A teacher checkpoint's config: the network, its default sampler steps, the image shape."""
+    return {"unet": unet.to_dict(), "sampler_steps": sampler_steps,
+            "image_shape": [unet.img_channels, unet.resolution, unet.resolution]}
+
+
+def save_untrained(path: str | Path, unet: UNetConfig, sampler_steps: int, std: float | None = None) -> Path:
+    """A teacher checkpoint with fresh weights (re-drawn from N(0, std) if given) for tests and benchmarks."""
+    from ..io.checkpoint import provenance, save_checkpoint, with_prefix
+
+    net = build_teacher(unet)
+    if std is not None:
+        with torch.no_grad():
+            for p in net.parameters():
+                p.normal_(0, std)
+    return save_checkpoint(path, with_prefix(net.state_dict(), "ema"), KIND, teacher_config(unet, sampler_steps),
+                           provenance(note="untrained"))
+
+
 class TeacherTask:
     """EDM denoising loss on a dataset (see koopscope.train.loop.Task)."""
 
@@ -39,8 +58,7 @@ class TeacherTask:
         return self.edm_loss(net, x, generator=gen), {}
 
     def config(self) -> dict:
-        return {"unet": self.unet.to_dict(), "sampler_steps": self.sampler_steps,
-                "image_shape": [self.unet.img_channels, self.unet.resolution, self.unet.resolution]}
+        return teacher_config(self.unet, self.sampler_steps)
 
     def data_provenance(self) -> dict:
         d = self.dataset
