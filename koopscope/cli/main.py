@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import typer
 
-from . import consistency, demo, fid, sample, spectral, train, trajectories
+from . import consistency, demo, edit, fid, sample, spectral, train, trajectories
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="koopscope: Hierarchical Koopman Diffusion — train, sample, and read the spectrum.")
-BUILD, EVALUATE, ANALYSE = "Build the chain", "Generate and evaluate", "Spectral analysis"
+BUILD, EVALUATE, ANALYSE, EDIT = "Build the chain", "Generate and evaluate", "Spectral analysis", "Edit and inpaint"
 app.add_typer(train.app, name="train", rich_help_panel=BUILD)
 app.command("trajectories", rich_help_panel=BUILD)(trajectories.trajectories)
 app.command("demo", rich_help_panel=BUILD)(demo.demo)
@@ -17,6 +17,8 @@ app.command("fid", rich_help_panel=EVALUATE)(fid.fid)
 app.command("spectrum", rich_help_panel=ANALYSE)(spectral.spectrum)
 app.command("modes", rich_help_panel=ANALYSE)(spectral.modes)
 app.command("consistency", rich_help_panel=ANALYSE)(consistency.consistency)
+app.command("edit", rich_help_panel=EDIT)(edit.edit)
+app.command("inpaint", rich_help_panel=EDIT)(edit.inpaint)
 
 
 @app.callback()
