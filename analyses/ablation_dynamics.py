@@ -178,9 +178,9 @@ def main() -> None:
     heldout = heldout_store(args.teacher, store, args.out_dir / "heldout", args.heldout)
     fid_ref = None
     if args.fid:
-        from koopscope.metrics import reference
+        from koopscope.metrics.samples import load_ref
 
-        fid_ref = reference(teacher_meta["provenance"]["dataset"], args.fid, size=unet.resolution)
+        fid_ref = load_ref(f"{teacher_meta['provenance']['dataset']}:train", args.fid, unet.resolution)
 
     finals = torch.stack([store[i][-1] for i in range(len(store))]).clamp(-1, 1)
     targets = torch.stack([heldout[i][-1] for i in range(len(heldout))]).clamp(-1, 1)

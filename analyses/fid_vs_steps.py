@@ -24,7 +24,7 @@ def main() -> None:
     ap.add_argument("checkpoints", type=Path, nargs="+")
     ap.add_argument("--count", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=1_000_000)
-    ap.add_argument("--ref", default="fashion")
+    ap.add_argument("--ref", default="fashion:train", help="FID reference (dataset:split, as koopscope fid)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=ROOT / "analyses/results/fid_vs_steps.json")
     args = ap.parse_args()
@@ -32,14 +32,15 @@ def main() -> None:
 
     from koopscope.hkd.sample import one_step
     from koopscope.hkd.task import load_hkd
-    from koopscope.metrics import evaluate, reference
+    from koopscope.metrics import evaluate
+    from koopscope.metrics.samples import load_ref
 
     rows, refs = [], {}   # reference features per resolution, loaded once
     for path in args.checkpoints:
         model, meta = load_hkd(path)
         size = model.cfg.unet.resolution
         if size not in refs:
-            refs[size] = reference(args.ref, args.count, size=size)
+            refs[size] = load_ref(args.ref, args.count, size)
         x = one_step(model, range(args.seed, args.seed + args.count)).clamp(-1, 1)
         s = evaluate(x, refs[size])
         rows.append({"checkpoint": str(path), "step": meta["state"]["step"],
