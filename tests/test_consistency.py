@@ -162,7 +162,7 @@ def test_consistency_cli_bad_input(tmp_path):
     runner = CliRunner()
     cases = [(["--count", "0"], "--count"),
              ([str(SHIPPED_TEACHER), "--count", "2"], "'teacher' checkpoint"),
-             (["--out", str(tmp_path / "c.png")], "a folder or a .nc file"),
+             (["--out", str(tmp_path / "c.npz")], "a folder or a .nc / .png / .json file"),
              (["--teacher", str(tmp_path / "none.safetensors")], "not found")]
     for args, msg in cases:
         r = runner.invoke(app, ["consistency", *args, "--no-progress"])

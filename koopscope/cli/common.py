@@ -64,3 +64,20 @@ def check_output(path: Path, kind: str = "file") -> None:
     free = shutil.disk_usage(probe).free
     if free < MIN_FREE:
         raise KoopscopeError(f"cannot write {path}: only {free / 2**20:.1f} MiB free on its file system")
+
+
+FILE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".nc", ".json", ".npz", ".safetensors")  # never a folder
+
+
+def outputs(out: Path, name: str, suffixes: tuple[str, ...]) -> dict[str, Path]:
+    """The files a command writes for ``--out OUT``, checked before any work: OUT itself when it ends in one of
+    ``suffixes`` (the others beside it, named after it), else OUT/<name><suffix> for each (OUT is a folder).
+    Keys are the suffixes without the dot."""
+    from ..errors import KoopscopeError
+
+    if out.suffix in FILE_SUFFIXES and out.suffix not in suffixes:
+        raise KoopscopeError(f"--out '{out}': give a folder or a {' / '.join(suffixes)} file")
+    is_file = out.suffix in suffixes
+    check_output(out, "file" if is_file else "folder")
+    stem = out.with_suffix("") if is_file else out / name
+    return {s[1:]: stem.parent / (stem.name + s) for s in suffixes}

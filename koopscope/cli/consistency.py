@@ -8,21 +8,8 @@ from pathlib import Path
 import typer
 
 from ..diffusion.config import HELD_OUT_SEED
-from .common import check_output, user_errors
+from .common import outputs, user_errors
 from .spectral import Method, _check_bands, _checkpoint
-
-
-def _outputs(out: Path | None) -> dict[str, Path]:
-    """A path ending in .nc is that file (figure and JSON beside it); anything else is a folder."""
-    if out is None:
-        return {}
-    stem = out.with_suffix("") if out.suffix == ".nc" else out / "consistency"
-    if out.suffix and out.suffix != ".nc":
-        from ..errors import KoopscopeError
-
-        raise KoopscopeError(f"--out '{out}': give a folder or a .nc file")
-    check_output(out, "file" if out.suffix == ".nc" else "folder")
-    return {"nc": stem.with_suffix(".nc"), "png": stem.with_suffix(".png"), "json": stem.with_suffix(".json")}
 
 
 @user_errors
@@ -33,7 +20,8 @@ def consistency(
     teacher: Path = typer.Option(None, help="Teacher checkpoint (default: the one recorded in the model)."),
     count: int = typer.Option(64, help="Trajectories to measure on."),
     seed: int = typer.Option(HELD_OUT_SEED, help="First seed of fresh trajectories (held out from training)."),
-    out: Path = typer.Option(None, help="Folder for consistency.nc/.png/.json, or a .nc file (the rest beside)."),
+    out: Path = typer.Option(None, help="Folder for consistency.nc/.png/.json, or one of those files (the rest "
+                                        "beside it, named after it)."),
     json_: bool = typer.Option(False, "--json", help="Print the summary as JSON instead of tables."),
     bands: int = typer.Option(3, help="Bands per level for the per-mode validity summary."),
     method: Method = typer.Option(Method.rank, help="Band method (see `koopscope spectrum`)."),
@@ -47,7 +35,7 @@ def consistency(
     _check_bands(bands)
     if count < 1 or batch < 1 or threads < 0:
         raise KoopscopeError("--count and --batch must be positive and --threads non-negative")
-    paths = _outputs(out)
+    paths = {} if out is None else outputs(out, "consistency", (".nc", ".png", ".json"))
 
     import torch
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from ..diffusion.config import HELD_OUT_SEED
-from .common import check_output, user_errors
+from .common import outputs, user_errors
 
 REGION_HELP = ("top, bottom, left, right, upper-left, upper-right, lower-left, lower-right, full, "
                "box:y0,x0,y1,x1 (pixels) or a grayscale mask PNG of the image size.")
@@ -47,8 +47,7 @@ def _setup(ckpt: Path | None, region: str, rows: int, threads: int, out: Path, s
     ckpt = ckpt or default_checkpoint()[0]
     cfg = _hkd_config(ckpt)
     mask = region_mask(region, (cfg.unet.resolution, cfg.unet.resolution))
-    check_output(out, "folder")
-    return ckpt, cfg, mask, {s: out / f"{stem}.{s}" for s in ("png", "npz", "json")}
+    return ckpt, cfg, mask, outputs(out, stem, (".png", ".npz", ".json"))
 
 
 def _load(ckpt: Path, threads: int):
@@ -109,7 +108,8 @@ def edit(
     teacher: Path = typer.Option(None, help="Teacher for the inversion (default: the one recorded in the model)."),
     steps: int = typer.Option(18, help="Inversion grid points (the teacher's Heun, backwards)."),
     data_root: Path = typer.Option(None, help="Where the dataset of --ref-image lives."),
-    out: Path = typer.Option(Path("edit"), help="Folder for edit.png (Figure 3 layout), edit.npz, edit.json."),
+    out: Path = typer.Option(Path("edit"), help="Folder for edit.png (Figure 3 layout), edit.npz, edit.json, "
+                                                "or one of those files (the rest beside it)."),
     json_: bool = typer.Option(False, "--json", help="Print the numbers as JSON instead of a table."),
     threads: int = typer.Option(0, help="CPU threads (0 = torch default)."),
 ):
@@ -210,7 +210,8 @@ def inpaint(
     teacher: Path = typer.Option(None, help="Teacher for the comparison (default: the one recorded in the model)."),
     steps: int = typer.Option(18, help="Teacher Heun grid points (NFE = 2 STEPS - 1)."),
     data_root: Path = typer.Option(None, help="Where the dataset of --image lives."),
-    out: Path = typer.Option(Path("inpaint"), help="Folder for inpaint.png, inpaint.npz, inpaint.json."),
+    out: Path = typer.Option(Path("inpaint"), help="Folder for inpaint.png, inpaint.npz, inpaint.json, or one "
+                                                   "of those files (the rest beside it)."),
     json_: bool = typer.Option(False, "--json", help="Print the numbers as JSON instead of lines."),
     threads: int = typer.Option(0, help="CPU threads (0 = torch default)."),
 ):

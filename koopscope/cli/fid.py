@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from .common import Solver, check_output, user_errors
+from .common import Solver, outputs, user_errors
 
 
 @user_errors
@@ -22,7 +22,7 @@ def fid(
                                          "CD: steps (1-3)."),
     solver: Solver = typer.Option(Solver.heun, help="Teacher only: ODE solver."),
     batch: int = typer.Option(256, help="Images sampled and kept in memory at once."),
-    out: Path = typer.Option(None, help="Also write the results to this JSON file."),
+    out: Path = typer.Option(None, help="Also write the results to this .json file (or OUT/fid.json for a folder)."),
     floor: bool = typer.Option(False, "--floor", help="Also compute the real-vs-real floor at the same count "
                                                        "(dataset train vs test, cached)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
@@ -38,7 +38,7 @@ def fid(
     if batch <= 0:
         raise KoopscopeError("--batch must be positive")
     if out is not None:
-        check_output(out)
+        out = outputs(out, "fid", (".json",))["json"]
     common = dict(reference=ref, batch=batch, floor=floor, progress=progress)
     if source.is_dir() or source.suffix == ".npz":
         r = evaluate_files(source, count, **common)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .common import Solver, check_output, user_errors
+from .common import Solver, outputs, user_errors
 
 
 @user_errors
@@ -14,7 +14,8 @@ def sample(
     ckpt: Path = typer.Argument(..., help="Teacher, HKD, KD or CD checkpoint (model.safetensors)."),
     count: int = typer.Option(64, help="Number of images."),
     seed: int = typer.Option(0, help="First seed; image i uses seed + i."),
-    out: Path = typer.Option(Path("samples.png"), help="Output: .png (grid) or .npz (uint8 images, seeds)."),
+    out: Path = typer.Option(Path("samples.png"), help="Output: .png (grid) or .npz (uint8 images, seeds); a folder "
+                                                       "gets samples.png."),
     steps: int = typer.Option(None, help="Teacher: grid points (Heun NFE = 2N - 1); CD: steps (1-3)."),
     solver: Solver = typer.Option(Solver.heun, help="Teacher only: ODE solver."),
     batch: int = typer.Option(256, help="Images per batch."),
@@ -34,9 +35,7 @@ def sample(
         raise KoopscopeError("--batch must be positive")
     if steps is not None and steps <= 0:
         raise KoopscopeError("--steps must be positive")
-    if out.suffix not in (".png", ".npz"):
-        raise KoopscopeError(f"--out must end in .png or .npz, got '{out.name}'")
-    check_output(out)
+    out = outputs(out, "samples", (".png", ".npz"))["npz" if out.suffix == ".npz" else "png"]
     seeds = range(seed, seed + count)
     gen = load_generator(ckpt, steps=steps, solver=solver.value)
     x, nfe = gen(seeds, batch=batch, progress=progress), gen.nfe
