@@ -182,8 +182,7 @@ def main() -> None:
 
         fid_ref = load_ref(f"{teacher_meta['provenance']['dataset']}:train", args.fid, unet.resolution)
 
-    finals = torch.stack([store[i][-1] for i in range(len(store))]).clamp(-1, 1)
-    targets = torch.stack([heldout[i][-1] for i in range(len(heldout))]).clamp(-1, 1)
+    finals, targets = torch.cat(list(store.finals())), torch.cat(list(heldout.finals()))
     results = {"preset": args.preset, "steps": args.steps, "time": p.time, "teacher": str(args.teacher),
                "trajectories": {"path": str(store.path), "count": len(store)},
                "heldout": {"path": str(heldout.path), "count": len(heldout),

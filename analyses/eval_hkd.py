@@ -25,11 +25,6 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def store_finals(store, count: int, batch: int):
-    for i in range(0, count, batch):
-        yield torch.stack([store[j][-1] for j in range(i, min(i + batch, count))]).clamp(-1, 1)
-
-
 def teacher_reference(store, count: int, ext, batch: int, progress: bool) -> dict:
     """Inception features of the store's first `count` final states, cached like the data references."""
     from koopscope.metrics import cache_dir
@@ -42,7 +37,7 @@ def teacher_reference(store, count: int, ext, batch: int, progress: bool) -> dic
     path = cache_dir() / f"teacher-samples-{m['teacher_sha256'][:12]}-{m['solver']}{m['steps']}-n{count}-{ext.id}.npz"
 
     def compute():
-        return ext(torch.cat(list(store_finals(store, count, batch))), progress=progress)
+        return ext(torch.cat(list(store.finals(count, batch))), progress=progress)
 
     return cached_features(path, meta, compute)
 

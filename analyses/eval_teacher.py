@@ -42,11 +42,7 @@ def store_batches(path: Path, teacher: Path, count: int, seed: int, batch: int):
     if problems:
         raise KoopscopeError(f"trajectory store {path} does not fit: {'; '.join(problems)}")
 
-    def batches():
-        for i in range(0, count, batch):
-            yield torch.stack([store[j][-1] for j in range(i, min(i + batch, count))]).clamp(-1, 1)
-
-    return batches(), m["nfe_per_trajectory"]
+    return store.finals(count, batch), m["nfe_per_trajectory"]
 
 
 def main() -> None:

@@ -199,3 +199,11 @@ def test_torchrun_two_processes(teacher, reference, tmp_path):
     torch.testing.assert_close(_all(store), _all(reference), rtol=1e-5, atol=1e-5)
     r = torchrun("--count", "8", "--steps", "3")
     assert r.returncode != 0 and r.stderr.count("error: ") == 2 and "other settings" in r.stderr
+
+
+def test_finals_are_the_last_states_in_batches(reference):
+    batches = list(reference.finals(count=5, batch=2))
+    assert [len(b) for b in batches] == [2, 2, 1]
+    expected = torch.stack([reference[i][-1] for i in range(5)]).clamp(-1, 1)
+    assert torch.equal(torch.cat(batches), expected)
+    assert sum(len(b) for b in reference.finals()) == len(reference)

@@ -68,6 +68,13 @@ class TrajectoryStore:
         states, row = self._locate(int(i))
         return torch.from_numpy(np.array(states[row]))
 
+    def finals(self, count: int | None = None, batch: int = 256):
+        """The teacher's samples: the final states (sigma = 0) of the first ``count`` trajectories (default: all),
+        clamped to [-1, 1], as (B, C, H, W) batches of at most ``batch``."""
+        count = len(self) if count is None else min(count, len(self))
+        for i in range(0, count, batch):
+            yield torch.stack([self[j][-1] for j in range(i, min(i + batch, count))]).clamp(-1, 1)
+
     def sample(self, batch_size: int, times_per_traj: int,
                generator: torch.Generator | None = None) -> TrajectoryBatch:
         """Random trajectories with the start time T plus times_per_traj - 1 distinct grid times drawn
