@@ -133,51 +133,38 @@ def _distill(method: str, trajectories: Path, teacher: Path, preset: str, out: P
         print(f"{method}: {path}")
 
 
-_TRAJECTORIES = typer.Option(..., help="Trajectory store of TEACHER from `koopscope trajectories`.")
-_TEACHER = typer.Option(..., help="The teacher checkpoint the store was written with (the student starts from it).")
-_PRESET = typer.Option("smoke", help="smoke | fashion | cifar10 | ffhq64 (the HKD preset's training budget).")
+def _distill_command(method: str, distance_help: str, doc: str):
+    """The `koopscope train kd|cd` command: the same options for both baselines."""
+
+    @user_errors
+    def command(
+        trajectories: Path = typer.Option(..., help="Trajectory store of TEACHER from `koopscope trajectories`."),
+        teacher: Path = typer.Option(..., help="The teacher checkpoint the store was written with (the student "
+                                               "starts from it)."),
+        preset: str = typer.Option("smoke", help="smoke | fashion | cifar10 | ffhq64 (the HKD preset's training "
+                                                 "budget)."),
+        out: Path = typer.Option(..., help="Run folder."),
+        resume: bool = typer.Option(False, help="Continue the run in OUT exactly where it stopped."),
+        distance: str | None = typer.Option(None, help=distance_help),
+        steps: int | None = typer.Option(None, help="Override the preset's number of steps."),
+        batch: int | None = typer.Option(None, help="Override the preset's global batch size."),
+        lr: float | None = typer.Option(None, help="Override the preset's learning rate."),
+        grid: int | None = typer.Option(None, help="Images per sample grid (0 = no grids)."),
+        threads: int = typer.Option(0, help="CPU threads per process (0 = torch default)."),
+        seed: int | None = typer.Option(None, help="Override the preset's seed."),
+        progress: bool = typer.Option(True, help="Show a progress bar."),
+    ):
+        _distill(method, trajectories, teacher, preset, out, resume, distance, steps, batch, lr, grid, threads, seed,
+                 progress)
+
+    command.__doc__ = doc
+    return command
 
 
-@app.command("kd")
-@user_errors
-def kd(
-    trajectories: Path = _TRAJECTORIES,
-    teacher: Path = _TEACHER,
-    preset: str = _PRESET,
-    out: Path = typer.Option(..., help="Run folder."),
-    resume: bool = typer.Option(False, help="Continue the run in OUT exactly where it stopped."),
-    distance: str | None = typer.Option(None, help="mse (default) | huber."),
-    steps: int | None = typer.Option(None, help="Override the preset's number of steps."),
-    batch: int | None = typer.Option(None, help="Override the preset's global batch size."),
-    lr: float | None = typer.Option(None, help="Override the preset's learning rate."),
-    grid: int | None = typer.Option(None, help="Images per sample grid (0 = no grids)."),
-    threads: int = typer.Option(0, help="CPU threads per process (0 = torch default)."),
-    seed: int | None = typer.Option(None, help="Override the preset's seed."),
-    progress: bool = typer.Option(True, help="Show a progress bar."),
-):
-    """Knowledge distillation baseline (Luhman & Luhman 2021): x_T -> the teacher's sample in one step."""
-    _distill("kd", trajectories, teacher, preset, out, resume, distance, steps, batch, lr, grid, threads, seed,
-             progress)
-
-
-@app.command("cd")
-@user_errors
-def cd(
-    trajectories: Path = _TRAJECTORIES,
-    teacher: Path = _TEACHER,
-    preset: str = _PRESET,
-    out: Path = typer.Option(..., help="Run folder."),
-    resume: bool = typer.Option(False, help="Continue the run in OUT exactly where it stopped."),
-    distance: str | None = typer.Option(None, help="huber (default) | mse."),
-    steps: int | None = typer.Option(None, help="Override the preset's number of steps."),
-    batch: int | None = typer.Option(None, help="Override the preset's global batch size."),
-    lr: float | None = typer.Option(None, help="Override the preset's learning rate."),
-    grid: int | None = typer.Option(None, help="Images per sample grid (0 = no grids)."),
-    threads: int = typer.Option(0, help="CPU threads per process (0 = torch default)."),
-    seed: int | None = typer.Option(None, help="Override the preset's seed."),
-    progress: bool = typer.Option(True, help="Show a progress bar."),
-):
-    """Consistency distillation baseline (Song et al. 2023) on adjacent grid times of the stored trajectories;
-    sample with `koopscope sample --steps 1|2|3`."""
-    _distill("cd", trajectories, teacher, preset, out, resume, distance, steps, batch, lr, grid, threads, seed,
-             progress)
+app.command("kd")(_distill_command(
+    "kd", "mse (default) | huber.",
+    "Knowledge distillation baseline (Luhman & Luhman 2021): x_T -> the teacher's sample in one step."))
+app.command("cd")(_distill_command(
+    "cd", "huber (default) | mse.",
+    "Consistency distillation baseline (Song et al. 2023) on adjacent grid times of the stored trajectories; "
+    "sample with `koopscope sample --steps 1|2|3`."))
