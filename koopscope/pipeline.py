@@ -69,7 +69,7 @@ def hkd_task(preset: str, trajectories: str | Path, teacher: str | Path | None =
     loss = HKDLossConfig(distance=distance, consistency=consistency,
                          intermediate=p.intermediate if intermediate is None else intermediate,
                          latent=p.latent if latent is None else latent)
-    task = HKDTask(model, loss, TrajectoryStore(trajectories), times or p.times,
+    task = HKDTask(model, loss, TrajectoryStore(trajectories).require_complete(), times or p.times,
                    teacher=None if teacher is None else str(teacher), init=None if init is None else str(init))
     return task, p.train
 
@@ -92,7 +92,7 @@ def distill_task(method: str, preset: str, trajectories: str | Path, teacher: st
     if (distance or default) not in DISTANCES:
         raise KoopscopeError(f"--distance must be one of: {', '.join(DISTANCES)}")
     cfg = hkd_preset(preset).train
-    return task(teacher, TrajectoryStore(trajectories), distance or default), cfg
+    return task(teacher, TrajectoryStore(trajectories).require_complete(), distance or default), cfg
 
 
 def run_chain(out: str | Path, preset: str = "smoke", count: int = 256, threads: int = 0,

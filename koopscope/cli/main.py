@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from . import consistency, demo, edit, fid, sample, spectral, train, trajectories
@@ -24,6 +26,7 @@ app.command("inpaint", rich_help_panel=EDIT)(edit.inpaint)
 @app.callback()
 def _root() -> None:
     """koopscope: Hierarchical Koopman Diffusion toolkit."""
+    os.environ["MPLBACKEND"] = "Agg"   # figures are only saved; read when matplotlib is first imported
 
 
 if __name__ == "__main__":

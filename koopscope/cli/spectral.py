@@ -11,6 +11,8 @@ import typer
 
 from .common import check_output, user_errors
 
+GRID_SAMPLES = 8   # samples `modes` draws in its PNG grid (all go to the .nc): ~18 MB of RAM to render each
+
 
 class Method(str, Enum):
     rank = "rank"
@@ -144,12 +146,14 @@ def modes(
     ckpt: Path = typer.Option(None, help="HKD checkpoint (default: the model shipped in the package)."),
     level: int = typer.Option(None, help="Mask modes in this level only (others kept whole); default all levels."),
     times: int = typer.Option(6, help="Karras grid times from T to eps (columns)."),
-    count: int = typer.Option(4, help="Samples (seeds SEED .. SEED+COUNT-1)."),
+    count: int = typer.Option(4, help=f"Samples (seeds SEED .. SEED+COUNT-1), all in the .nc; the PNG grid shows "
+                                      f"the first {GRID_SAMPLES}."),
     seed: int = typer.Option(0, help="First seed."),
     cumulative: bool = typer.Option(False, help="Accumulate bands from low up to each band instead of isolating."),
     out: Path = typer.Option(Path("modes"), help="Folder for the grid PNG and the .nc."),
     bands: int = typer.Option(3, help="Bands per level."),
     method: Method = typer.Option(Method.rank, help="Band method (see `koopscope spectrum`)."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
 ):
     """Decode the Koopman trajectory from one spectral band (or all bands) at several times."""
     from ..errors import KoopscopeError
@@ -166,6 +170,7 @@ def modes(
     from ..diffusion.samplers import karras_sigmas  # torch: only once the options are known to be valid
     from ..hkd.task import load_hkd
     from ..io.figures import save_figure
+    from ..progress import bars
     from ..spectral import band_reconstructions, save_spectrum
     from ..spectral.plots import plot_band_grid
     from ..spectral.spectrum import checkpoint_attrs
@@ -175,11 +180,15 @@ def modes(
     if level is not None and not 0 <= level < model.levels:
         raise KoopscopeError(f"level {level} does not exist; this model has levels 0..{model.levels - 1}")
     sigmas = karras_sigmas(times, model.cfg.sigma_min, model.cfg.sigma_max, final_zero=False).tolist()
-    ds = band_reconstructions(model, range(seed, seed + count), sigmas, bands=bands, method=method.value,
-                              keep=None if band == "all" else [band], level=level, cumulative=cumulative,
-                              attrs=checkpoint_attrs(ckpt))
+    with bars(progress) as bar:
+        task = bar.add_task("band reconstructions", total=count)
+        ds = band_reconstructions(model, range(seed, seed + count), sigmas, bands=bands, method=method.value,
+                                  keep=None if band == "all" else [band], level=level, cumulative=cumulative,
+                                  attrs=checkpoint_attrs(ckpt), progress=lambda n: bar.advance(task, n))
     stem = out / (f"modes_{band}_{ds.attrs['mode']}" + ("" if level is None else f"_level{level}"))
-    png = save_figure(plot_band_grid(ds), stem.with_suffix(".png"), pdf=False)[0]
+    png = save_figure(plot_band_grid(ds, samples=GRID_SAMPLES), stem.with_suffix(".png"), pdf=False)[0]
     nc = save_spectrum(ds, stem.with_suffix(".nc"))
-    print(f"{ds.attrs['mode']} band reconstructions ({', '.join(ds.band.values)}; {times} times, {count} samples)")
+    shown = "" if count <= GRID_SAMPLES else f"; the grid shows the first {GRID_SAMPLES}"
+    print(f"{ds.attrs['mode']} band reconstructions ({', '.join(ds.band.values)}; {times} times, {count} samples"
+          f"{shown})")
     print(f"wrote {png}\nwrote {nc}")

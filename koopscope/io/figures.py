@@ -1,4 +1,4 @@
-"""Figures as PNG + PDF, written atomically (Agg backend, no display needed), and image mosaics."""
+"""Figures as PNG + PDF, written atomically (no display needed), and image mosaics."""
 
 from __future__ import annotations
 
@@ -26,10 +26,8 @@ def tile(images, per_row: int | None = None, pad: int = 2, fill: float = -1.0) -
 
 
 def pyplot():
-    """matplotlib.pyplot on the Agg backend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    """matplotlib.pyplot on the backend already chosen (never switched here: a notebook keeps its inline figures;
+    the CLI chooses Agg)."""
     import matplotlib.pyplot as plt
 
     return plt

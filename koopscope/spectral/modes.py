@@ -14,7 +14,7 @@ pairs of the other modes; ``"dense"`` eigendecomposes the dense generators and m
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -85,14 +85,16 @@ def level_bases(model: HKD, bands: int = 3, method: str = "rank", path: str = "b
 @torch.no_grad()
 def band_reconstructions(model: HKD, seeds: Sequence[int], sigmas: Sequence[float], bands: int = 3,
                          method: str = "rank", keep: Sequence[str] | None = None, level: int | None = None,
-                         cumulative: bool = False, path: str = "block", batch: int = 256,
-                         attrs: dict | None = None) -> xr.Dataset:
+                         cumulative: bool = False, path: str = "block", batch: int = 16,
+                         attrs: dict | None = None, progress: Callable[[int], None] | None = None) -> xr.Dataset:
     """Decoded states per band over time, and per-band latent energies.
 
     Returns a Dataset with ``image`` (band, time, sample, channel, y, x): the state x_t
     decoded from the kept modes, and ``energy`` (band, level, time, sample); coords ``sigma``
     (time, sigmas clamped to the model's range) and ``sample`` (the seeds). ``keep`` selects
-    band names (default all); with ``cumulative`` band b stands for bands low .. b.
+    band names (default all); with ``cumulative`` band b stands for bands low .. b. Seeds go through the
+    model ``batch`` at a time, so memory beyond these outputs does not grow with their number;
+    ``progress(n)`` is called after each batch of n seeds.
     """
     names = band_names(bands)
     keep = list(names if keep is None else keep)
@@ -119,6 +121,8 @@ def band_reconstructions(model: HKD, seeds: Sequence[int], sigmas: Sequence[floa
             for j, r in enumerate(rows):
                 kept = [b.keep(z, r) if lvl in masked else z for lvl, (b, z) in enumerate(zip(basis, zs))]
                 image[j, k, part] = model.decode(kept, s).float()
+        if progress:
+            progress(len(seeds[part]))
     coords = {"band": keep, "sigma": ("time", sigmas), "sample": seeds, "level": range(model.levels)}
     meta = {"mode": "cumulative" if cumulative else "isolated", "masked_levels": "all" if level is None else level,
             "bands": bands, "band_method": method, "path": path, "time": cfg.time,

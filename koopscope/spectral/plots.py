@@ -1,7 +1,7 @@
 """Plot helpers: free functions of the analysed Datasets, returning matplotlib Figures.
 
-matplotlib is imported inside the functions (Agg backend), so importing koopscope.spectral
-stays light.
+matplotlib is imported inside the functions, so importing koopscope.spectral stays light, and its
+backend is left as it is (a notebook's inline figures show).
 """
 
 from __future__ import annotations

@@ -26,7 +26,8 @@ from ..train import distributed as D
 from . import store as S
 
 RHO = 7.0
-SHARD_BYTES = 256 << 20   # default shard size: about this many bytes of states
+SHARD_SIZE = 256          # default trajectories per shard: a kill loses at most one shard's worth
+SHARD_BYTES = 256 << 20   # ... and fewer for large states, so a shard (held in RAM while made) stays this small
 
 
 @dataclass
@@ -54,7 +55,8 @@ def integrate(net, seeds, shape: tuple[int, ...], sigmas: torch.Tensor, solver: 
 
 
 def _prepare(out: Path, wanted: dict, header: dict, count: int) -> None:
-    """Rank 0, under the store lock: create or check the header, drop unreadable shards, clean up."""
+    """Rank 0, under the store lock: create or check the header, drop unreadable shards and the short last
+    shard of a smaller count (both made again), clean up."""
     old = S.read_header(out) if (out / S.MANIFEST).exists() else None
     if old is None and any(f.name != ".lock" for f in out.iterdir()):
         raise KoopscopeError(f"{out} is not empty and not a trajectory store; choose an empty or new folder")
@@ -63,25 +65,29 @@ def _prepare(out: Path, wanted: dict, header: dict, count: int) -> None:
         S.check_settings(out, old, wanted)
     shape = (len(header["sigmas"]), *wanted["image_shape"])
     ranges = S.plan(count, wanted["shard_size"], wanted["seed_offset"])
+    ranks = S.rank_entries(out)
+    for e in (e for entries in ranks.values() for e in entries):
+        start, stop = ranges[e["index"]] if 0 <= e["index"] < len(ranges) else (None, None)
+        if e["seed_start"] != start or e["seed_stop"] > stop:
+            raise KoopscopeError(f"{out} holds seeds [{e['seed_start']}, {e['seed_stop']}) as shard "
+                                 f"{e['index']}, which does not fit --count {count}; "
+                                 "use a larger count or another store")
     kept = []
-    for rank, entries in S.rank_entries(out).items():
-        good = []
-        for e in entries:
-            try:
-                S.open_shard(out, e, shape)
-                good.append(e)
-            except KoopscopeError:
-                pass   # regenerated below
+    for rank, entries in ranks.items():
+        good = [e for e in entries if e["seed_stop"] == ranges[e["index"]][1] and _readable(out, e, shape)]
         if len(good) < len(entries):
             S.write_rank_manifest(out, rank, good)
         kept += good
-    for e in kept:
-        if e["index"] >= len(ranges) or (e["seed_start"], e["seed_stop"]) != ranges[e["index"]]:
-            raise KoopscopeError(f"{out} holds seeds [{e['seed_start']}, {e['seed_stop']}) as shard "
-                                 f"{e['index']}, which does not fit --count {count}; "
-                                 "use another count or store")
     S.write_header(out, {**header, **wanted, "count": count})
     S.remove_unlisted(out, kept)
+
+
+def _readable(out: Path, entry: dict, shape: tuple[int, ...]) -> bool:
+    try:
+        S.open_shard(out, entry, shape)
+        return True
+    except KoopscopeError:
+        return False
 
 
 def _agree(world: int, error: str | None) -> None:
@@ -102,7 +108,8 @@ def _settings(teacher_ckpt: Path, meta: dict, steps: int, solver: str, shard_siz
     wanted = {"teacher_sha256": sha256(teacher_ckpt), "solver": solver, "steps": steps, "rho": RHO,
               "sigma_min": SIGMA_MIN, "sigma_max": SIGMA_MAX, "image_shape": list(shape), "dtype": "float32",
               "shard_size": shard_size, "seed_offset": seed_offset}
-    info = {"sigmas": sigmas, "shard_size": max(1, SHARD_BYTES // (4 * len(sigmas) * int(np.prod(shape)))),
+    per_trajectory = 4 * len(sigmas) * int(np.prod(shape))
+    info = {"sigmas": sigmas, "shard_size": max(1, min(SHARD_SIZE, SHARD_BYTES // per_trajectory)),
             "nfe_per_trajectory": 2 * steps - 1 if solver == "heun" else steps,
             "teacher": {"path": str(teacher_ckpt.resolve()), "kind": meta["kind"], "config": meta["config"],
                         "provenance": meta["provenance"]}}
@@ -114,9 +121,10 @@ def generate(teacher_ckpt: str | Path, out: str | Path, count: int, steps: int |
              progress: bool = True) -> GenerateResult:
     """Write `count` teacher trajectories (seeds seed_offset + [0, count)) into the store `out`.
 
-    Re-running the same call resumes: shards already listed are kept. Under torchrun, shard j is
-    written by rank j % world. `steps` defaults to the checkpoint's sampler_steps, `shard_size` to
-    the store's (or about 256 MiB of states).
+    Re-running the same call resumes: shards already listed are kept; with a larger `count` (same
+    settings) it grows the store. Under torchrun, shard j is written by rank j % world. `steps`
+    defaults to the checkpoint's sampler_steps, `shard_size` to the store's (or SHARD_SIZE, fewer if
+    that would exceed SHARD_BYTES of states).
     """
     for name, v in {"count": count, "batch": batch, "shard_size": shard_size, "steps": steps}.items():
         if v is not None and v <= 0:

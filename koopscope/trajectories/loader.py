@@ -50,6 +50,18 @@ class TrajectoryStore:
         """Whether the store holds every trajectory its last run asked for."""
         return len(self) == self.manifest["count"]
 
+    def require_complete(self) -> TrajectoryStore:
+        """This store, if no process is writing it and it holds every trajectory asked for (what training needs;
+        a part would silently train on a fraction)."""
+        have, want = len(self), self.manifest["count"]
+        if S.being_written(self.path):
+            raise KoopscopeError(f"{self.path} is still being written by another process ({have} of {want} "
+                                 "trajectories so far); use it once that run has finished")
+        if not self.complete:
+            raise KoopscopeError(f"{self.path} is incomplete: {have} of {want} trajectories; finish it by re-running "
+                                 f"`koopscope trajectories` into it with --count {want}")
+        return self
+
     def _open(self, shard: int) -> np.ndarray:
         return S.open_shard(self.path, self.shards[shard], self._state_shape)[0]
 

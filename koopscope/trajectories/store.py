@@ -94,6 +94,11 @@ def check_settings(path: Path, header: dict, wanted: dict) -> None:
                              "Use another --out, or the store's settings")
 
 
+def _plain_name(name: str) -> bool:
+    """Whether `name` names a file in the store's folder (no folder part, not absolute, not '..')."""
+    return name == Path(name).name and name not in ("", ".", "..")
+
+
 def rank_entries(path: Path) -> dict[int, list[dict]]:
     """Finished shards per writing rank, from every manifest-r*.json."""
     out = {}
@@ -104,6 +109,8 @@ def rank_entries(path: Path) -> dict[int, list[dict]]:
             if not _is(shards, [dict]) or not all(_is(e.get(k), t) for e in shards for k, t in _SHARD_TYPES.items()):
                 raise KoopscopeError(f"{f}: malformed shard list (each shard needs {', '.join(_SHARD_TYPES)} of "
                                      "the right type)")
+            if outside := [n for e in shards for n in (e["file"], e["seeds_file"]) if not _plain_name(n)]:
+                raise KoopscopeError(f"{f}: shard file {outside[0]!r} is not a file name inside the store")
             out[int(m.group(1))] = shards
     return out
 
@@ -160,6 +167,20 @@ def remove_unlisted(path: Path, listed: list[dict]) -> int:
     for f in junk:
         f.unlink()
     return len(junk)
+
+
+def being_written(path: Path) -> bool:
+    """Whether a writer holds the store's lock (see `lock`); the lock file is not created."""
+    try:
+        f = open(path / ".lock")
+    except OSError:   # none (or none we may read): no writer we can see
+        return False
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)   # released when f closes
+        except BlockingIOError:
+            return True
+    return False
 
 
 @contextmanager
