@@ -82,14 +82,12 @@ def load_generator(path: str | Path, steps: int | None = None, solver: str = "he
     if steps is not None and steps < 1:
         raise KoopscopeError(f"--steps must be at least 1, got {steps}")
     if kind == "teacher":
-        from .diffusion.samplers import SAMPLERS, sample
+        from .diffusion.samplers import check_solver, nfe, sample
 
-        if solver not in SAMPLERS:
-            raise KoopscopeError(f"unknown solver '{solver}'; choose one of: {', '.join(SAMPLERS)}")
+        check_solver(solver)
         steps = steps or cfg["sampler_steps"]
         shape = tuple(cfg["image_shape"])
-        nfe = 2 * steps - 1 if solver == "heun" else steps  # Heun makes no correction on the step to 0
-        return Generator(kind, Path(path), meta, net, nfe, steps, solver,
+        return Generator(kind, Path(path), meta, net, nfe(solver, steps), steps, solver,
                          lambda seeds: sample(net, seeds, shape, steps=steps, solver=solver)[0].float().clamp(-1, 1))
     if kind in ("hkd", "kd") and steps not in (None, 1):
         raise KoopscopeError(f"{path} is a one-step {kind.upper()} model; --steps does not apply")

@@ -76,6 +76,18 @@ def euler(denoiser, x: torch.Tensor, sigmas: torch.Tensor, callback: Callback = 
 SAMPLERS = {"heun": heun, "euler": euler}
 
 
+def check_solver(solver: str) -> None:
+    if solver not in SAMPLERS:
+        from ..errors import KoopscopeError
+
+        raise KoopscopeError(f"unknown solver '{solver}'; choose one of: {', '.join(SAMPLERS)}")
+
+
+def nfe(solver: str, steps: int) -> int:
+    """Network evaluations per sample: Heun makes no correction on the step to 0."""
+    return 2 * steps - 1 if solver == "heun" else steps
+
+
 def sample(denoiser, seeds, shape, steps: int = 18, solver: str = "heun", sigma_max: float = SIGMA_MAX,
            sigma_min: float = SIGMA_MIN, rho: float = 7.0, callback: Callback = None):
     """Draw one sample per seed: x_T = sigma_max * n, then integrate to 0. Returns (x, nfe).

@@ -8,20 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from ..diffusion.config import SIGMA_MAX, SIGMA_MIN
-from ..diffusion.samplers import SAMPLERS, karras_sigmas, seeded_noise
+from ..diffusion.samplers import SAMPLERS, check_solver, karras_sigmas, nfe, seeded_noise
 from ..diffusion.teacher import load_teacher
 from ..errors import KoopscopeError
 from ..io.meta import sha256
+from ..progress import bars
 from ..train import distributed as D
 from . import store as S
 
@@ -110,7 +103,7 @@ def _settings(teacher_ckpt: Path, meta: dict, steps: int, solver: str, shard_siz
               "shard_size": shard_size, "seed_offset": seed_offset}
     per_trajectory = 4 * len(sigmas) * int(np.prod(shape))
     info = {"sigmas": sigmas, "shard_size": max(1, min(SHARD_SIZE, SHARD_BYTES // per_trajectory)),
-            "nfe_per_trajectory": 2 * steps - 1 if solver == "heun" else steps,
+            "nfe_per_trajectory": nfe(solver, steps),
             "teacher": {"path": str(teacher_ckpt.resolve()), "kind": meta["kind"], "config": meta["config"],
                         "provenance": meta["provenance"]}}
     return wanted, info
@@ -129,8 +122,7 @@ def generate(teacher_ckpt: str | Path, out: str | Path, count: int, steps: int |
     for name, v in {"count": count, "batch": batch, "shard_size": shard_size, "steps": steps}.items():
         if v is not None and v <= 0:
             raise KoopscopeError(f"{name} must be positive (got {v})")
-    if solver not in SAMPLERS:
-        raise KoopscopeError(f"unknown solver '{solver}'; choose one of: {', '.join(SAMPLERS)}")
+    check_solver(solver)
     teacher_ckpt, out = Path(teacher_ckpt), Path(out)
     net, meta = load_teacher(teacher_ckpt)
     steps = steps or int(meta["config"]["sampler_steps"])
@@ -154,10 +146,8 @@ def generate(teacher_ckpt: str | Path, out: str | Path, count: int, steps: int |
             finished = {e["index"] for e in done}
             todo = [j for j in range(rank, len(ranges), world) if j not in finished]
             pending = sum(ranges[j][1] - ranges[j][0] for j in todo)
-            bar = stack.enter_context(Progress(TextColumn("trajectories"), BarColumn(), MofNCompleteColumn(),
-                                               TimeElapsedColumn(), TimeRemainingColumn(),
-                                               disable=not (progress and rank == 0 and pending)))
-            task = bar.add_task("", total=pending)
+            bar = stack.enter_context(bars(progress and rank == 0 and pending > 0))
+            task = bar.add_task("trajectories", total=pending)
             mine = S.rank_entries(out).get(rank, [])
             sigmas = karras_sigmas(steps, SIGMA_MIN, SIGMA_MAX, RHO)
             shape = tuple(meta["config"]["image_shape"])
