@@ -128,14 +128,25 @@ def consistency(args, path: Path) -> dict:
     return {k: s[k] for k in ("consistent", "min_explained", "one_step_mse", "one_step_mse_no_dynamics")}
 
 
+def curve_point(args, name: str, step: int, path: Path) -> dict:
+    """Score a run's model at ``step`` with --curve-count samples unless the results hold it (merged at once,
+    so a stopped session keeps its points); returns the run's curve so far."""
+    results = json.loads(args.results.read_text()) if args.results.exists() else {}
+    curve = results.get("curves", {}).get(name, {})
+    if str(step) not in curve:
+        curve = {**curve, str(step): score(args, path, args.curve_count)["fid"]}
+        results = merge(args.results, {}, "curves", {name: curve})
+    return results["curves"][name]
+
+
 def run_rows(args, name: str) -> dict:
     """Train one run through its milestones and score it; returns its rows (CD gives one per NFE)."""
     method, _, label, group = RUNS[name]
-    curve = {}
     for m in [m for m in args.milestones if m < args.steps] + [args.steps]:
         path = train_to(args, name, m)
         if m < args.steps:
-            curve[m] = score(args, path, args.curve_count)["fid"]
+            curve_point(args, name, m, path)
+    curve = curve_point(args, name, args.steps, path)
     seconds = train_seconds(args.runs / name, args.steps)
     cfg = json.loads((args.runs / name / "options.json").read_text())["train"]
     common = {"run": str(args.runs / name), "group": group, "steps": args.steps, "batch": cfg["batch"],
@@ -146,7 +157,7 @@ def run_rows(args, name: str) -> dict:
         row = {**common, "label": f"{label}, {steps} NFE" if steps else label, **score(args, path, args.count, steps),
                "images_per_s": round(images_per_s(path, steps), 1)}
         if steps in (None, 1):
-            row["curve"] = {**curve, args.steps: score(args, path, args.curve_count, steps)["fid"]}
+            row["curve"] = curve
         if method == "hkd":
             row["consistency"] = consistency(args, path)
         rows[key] = row
