@@ -10,7 +10,8 @@ locality numbers for both routes.
 
     python analyses/fig_editing.py [--hkd CKPT] [--count 64] [--region lower-left] [--band high] [--threads 1]
 
-Writes analyses/results/editing.json, figures/editing.png (Figure 3 layout) and figures/editing_locality.png.
+Writes analyses/results/editing.json, figures/editing.{png,pdf} (Figure 3 layout) and
+figures/editing_locality.{png,pdf} (--figures: another folder).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=18, help="inversion grid points")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=ROOT / "analyses/results/editing.json")
+    ap.add_argument("--figures", type=Path, default=ROOT / "figures", help="folder of the figures")
     args = ap.parse_args()
 
     import torch
@@ -130,10 +132,10 @@ def main() -> None:
     images = L.score(model, g, r.z_t, r.x, sigma, RATIOS[:5], weights, region)[0]
     fig = figure3(g.x, images["aware"], images["agnostic"][-1], r.x, RATIOS[:5], args.band,
                   [f"seed {a}\nref seed {b}" for a, b in zip(seeds[rows], refs[rows])], mask)
-    save_figure(fig, ROOT / "figures/editing.png", pdf=False)
+    save_figure(fig, args.figures / "editing.png")
     save_figure(plot_locality(main_table, args.band, f"{args.count} seed pairs, region {args.region}, edit at "
                               f"sigma {sigma:.3g}; low-pass: Gaussian of {L.LOWPASS_SIGMA} px"),
-                ROOT / "figures/editing_locality.png", pdf=False)
+                args.figures / "editing_locality.png")
     report(res)
 
 

@@ -14,6 +14,8 @@ import torch
 from koopscope.generators import load_generator
 from koopscope.io.figures import pyplot, save_figure, tile
 
+ROOT = Path(__file__).resolve().parent.parent
+
 SETTINGS = [("Heun, 18 steps", 18, "heun"), ("Heun, 8 steps", 8, "heun"), ("Euler, 10 steps", 10, "euler")]
 
 
@@ -36,7 +38,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("teacher", type=Path)
     ap.add_argument("--count", type=int, default=64)
-    ap.add_argument("--out", type=Path, default=Path("figures/teacher_samples"))
+    ap.add_argument("--out", type=Path, default=ROOT / "figures/teacher_samples")
     args = ap.parse_args()
     torch.set_num_threads(1)
     plt = pyplot()

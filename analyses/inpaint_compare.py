@@ -9,7 +9,7 @@ two runs); the one-step HKD sample pasted into the known part is the no-blending
 
     python analyses/inpaint_compare.py [--hkd CKPT] [--count 64] [--threads 1]
 
-Writes analyses/results/inpainting.json and figures/inpainting.png.
+Writes analyses/results/inpainting.json and figures/inpainting.{png,pdf} (--figures: another folder).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from koopscope.io.atomic import write_json
 from koopscope.io.meta import sha256
 
 ROOT = Path(__file__).resolve().parent.parent
-REGIONS = ("lower-left", "box:8,8,24,24")
 TIMES = (1, 2, 4, 8, 16)
 TEACHER_STEPS = (5, 18)   # 5: 9 NFE, the network passes of HKD at K = 8
 
@@ -36,6 +35,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=6, help="rows of the figure")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=ROOT / "analyses/results/inpainting.json")
+    ap.add_argument("--figures", type=Path, default=ROOT / "figures", help="folder of the figure")
     args = ap.parse_args()
 
     import numpy as np
@@ -80,7 +80,8 @@ def main() -> None:
     res = {"checkpoint": str(path), "checkpoint_sha256": sha256(path),
            "images": f"fashion:test:0..{args.count - 1}", "seeds": [seeds[0], seeds[-1]],
            "threads": args.threads, "regions": {}}
-    for spec in REGIONS:
+    q = shape[-1] // 4   # the central half of the image: box:8,8,24,24 at 32x32
+    for spec in ("lower-left", f"box:{q},{q},{3 * q},{3 * q}"):
         mask = region_mask(spec, shape[1:])
         region = torch.from_numpy(mask)
         runs = {"hkd one-step, pasted (no blending)": (Inpainting(torch.lerp(x0, one_step_x, region), one_step_x),
@@ -96,18 +97,18 @@ def main() -> None:
                                        **{k: v for k, v in fill_errors(out, x0, region).items()
                                           if k != "masked_rmse_per_image"}}
                                 for name, (out, sec, info) in runs.items()}
-        if spec == REGIONS[0]:
+        if spec == "lower-left":
             shown = (mask, runs)
     write_json(args.out, res)
 
     mask, runs = shown
-    rows, r = slice(0, args.rows), res["regions"][REGIONS[0]]
+    rows, r = slice(0, args.rows), res["regions"]["lower-left"]
     columns = [("original", x0[rows]), ("input", np.where(mask > 0, -0.5, x0[rows].numpy()))]
     for label, name in (("HKD, K = 8", "hkd K=8 image"), ("teacher, 18 steps", "teacher 18 steps")):
         columns.append((f"{label}\nRMSE {r[name]['masked_rmse']:.2f}, {1e3 * r[name]['seconds_per_image']:.0f} ms",
                         runs[name][0].x[rows]))
     labels = [f"fashion:test:{i}" for i in range(args.rows)]
-    save_figure(image_table(columns, labels, mask, outlined=(1,)), ROOT / "figures/inpainting.png", pdf=False)
+    save_figure(image_table(columns, labels, mask, outlined=(1,)), args.figures / "inpainting.png")
 
     for spec, runs in res["regions"].items():
         print(f"region {spec} ({args.count} images): masked-region RMSE, known-part RMSE before the paste, "

@@ -17,7 +17,8 @@ analyses/results/spectrum_reading_v1.json is the same reading of the previous, i
     python analyses/spectrum_reading.py [--hkd CKPT] [--count 64] [--times 8] [--seed 2000000]
 
 Writes analyses/results/spectrum_reading.json, figures/spectrum_reading.{png,pdf},
-figures/spectrum_<name>.{png,pdf} and figures/modes_<name>_{isolated,cumulative}.png.
+figures/spectrum_<name>.{png,pdf} and figures/modes_<name>_{isolated,cumulative}.{png,pdf} (--figures: another
+folder).
 """
 
 from __future__ import annotations
@@ -132,6 +133,8 @@ def main() -> None:
     ap.add_argument("--method", default="rank", choices=("rank", "quantile"))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=ROOT / "analyses/results/spectrum_reading.json")
+    ap.add_argument("--figures", type=Path, default=ROOT / "figures", help="folder of the figures")
+    ap.add_argument("--name", default=None, help="figure name suffix (default: from the checkpoint's path)")
     args = ap.parse_args()
 
     import torch
@@ -146,18 +149,18 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     path = args.hkd or default_checkpoint()[0]
-    name = (path.stem if path.parent.name == "models" else path.parent.name).removeprefix("hkd-")
+    name = args.name or (path.stem if path.parent.name == "models" else path.parent.name).removeprefix("hkd-")
     model, meta = load_hkd(path)
     consistency = meta.get("consistency")   # recorded when the model was shipped (`koopscope consistency`)
     cfg = model.cfg
     ds = spectrum(model, method=args.method, attrs=checkpoint_attrs(path))   # the loaded model: one read
-    save_figure(plot_spectrum(ds), ROOT / f"figures/spectrum_{name}.png")
+    save_figure(plot_spectrum(ds), args.figures / f"spectrum_{name}.png")
     seeds = range(args.seed, args.seed + args.count)
     sigmas = karras_sigmas(args.times, cfg.sigma_min, cfg.sigma_max, final_zero=False).tolist()
     iso = band_reconstructions(model, seeds, sigmas, method=args.method)
     cum = band_reconstructions(model, seeds, sigmas, method=args.method, cumulative=True)
     for rec in (iso, cum):
-        save_figure(plot_band_grid(rec, samples=3), ROOT / f"figures/modes_{name}_{rec.attrs['mode']}.png", pdf=False)
+        save_figure(plot_band_grid(rec, samples=3), args.figures / f"modes_{name}_{rec.attrs['mode']}.png")
     noise = seeded_noise(list(seeds), (cfg.unet.img_channels, cfg.unet.resolution, cfg.unet.resolution)).numpy()
     res = {"checkpoint": str(path), "checkpoint_name": name, "count": args.count, "seeds": [args.seed, seeds[-1]],
            "time_convention": ds.attrs["time_convention"], "dtau": ds.attrs["dtau"],
@@ -165,7 +168,7 @@ def main() -> None:
            "levels": spectrum_numbers(ds),
            "bands": {"method": args.method, **band_numbers(iso, cum, noise)}}
     write_json(args.out, res)
-    plot(res, ROOT / "figures/spectrum_reading")
+    plot(res, args.figures / "spectrum_reading")
     for r in res["levels"]:
         print(f"level {r['level']} {r['shape']}: |Re| median {r['abs_re']['median']:.3g} "
               f"[{r['abs_re']['min']:.3g}, {r['abs_re']['max']:.3g}], |Im| median {r['abs_im']['median']:.3g}, "

@@ -22,6 +22,7 @@ def consistency(
     seed: int = typer.Option(HELD_OUT_SEED, help="First seed of fresh trajectories (held out from training)."),
     out: Path = typer.Option(None, help="Folder for consistency.nc/.png/.json, or one of those files (the rest "
                                         "beside it, named after it)."),
+    plot: Path = typer.Option(None, help="Write the figure here instead (.png, a .pdf beside)."),
     json_: bool = typer.Option(False, "--json", help="Print the summary as JSON instead of tables."),
     bands: int = typer.Option(3, help="Bands per level for the per-mode validity summary."),
     method: Method = typer.Option(Method.rank, help="Band method (see `koopscope spectrum`)."),
@@ -36,6 +37,8 @@ def consistency(
     if count < 1 or batch < 1 or threads < 0:
         raise KoopscopeError("--count and --batch must be positive and --threads non-negative")
     paths = {} if out is None else outputs(out, "consistency", (".nc", ".png", ".json"))
+    if plot is not None:
+        paths["png"] = outputs(plot, "consistency", (".png",))["png"]
 
     import torch
 
@@ -68,9 +71,10 @@ def consistency(
                        attrs={**checkpoint_attrs(ckpt), **source}, progress=lambda n: bar.advance(task, n))
     summary = C.summary(ds)
     wrote = []
-    if paths:
+    if "png" in paths:
+        wrote += save_figure(plot_consistency(ds), paths["png"])
+    if "nc" in paths:
         wrote.append(save_spectrum(ds, paths["nc"]))
-        wrote += save_figure(plot_consistency(ds), paths["png"], pdf=False)
         write_json(paths["json"], {**summary, **{k: ds.attrs[k] for k in ("checkpoint", "checkpoint_sha256")},
                                    **source})
         wrote.append(paths["json"])

@@ -6,7 +6,7 @@ import os
 
 import typer
 
-from . import consistency, demo, edit, fid, sample, spectral, train, trajectories
+from . import consistency, demo, edit, fid, reproduce, sample, spectral, train, trajectories
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="koopscope: Hierarchical Koopman Diffusion — train, sample, and read the spectrum.")
@@ -14,6 +14,7 @@ BUILD, EVALUATE, ANALYSE, EDIT = "Build the chain", "Generate and evaluate", "Sp
 app.add_typer(train.app, name="train", rich_help_panel=BUILD)
 app.command("trajectories", rich_help_panel=BUILD)(trajectories.trajectories)
 app.command("demo", rich_help_panel=BUILD)(demo.demo)
+app.command("reproduce", rich_help_panel=BUILD)(reproduce.reproduce)
 app.command("sample", rich_help_panel=EVALUATE)(sample.sample)
 app.command("fid", rich_help_panel=EVALUATE)(fid.fid)
 app.command("spectrum", rich_help_panel=ANALYSE)(spectral.spectrum)
