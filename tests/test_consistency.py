@@ -154,6 +154,15 @@ def test_consistency_cli_on_the_shipped_model(tmp_path):
     assert (tmp_path / "c" / "consistency.png").stat().st_size > 0
     saved = json.loads((tmp_path / "c" / "consistency.json").read_text())
     assert saved["checkpoint_sha256"] == ds.attrs["checkpoint_sha256"]
+    assert (tmp_path / "c" / "consistency.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_consistency_plot_goes_where_asked(tmp_path):
+    r = CliRunner().invoke(app, ["consistency", "--count", "2", "--batch", "2", "--out", str(tmp_path / "r.nc"),
+                                 "--plot", str(tmp_path / "figures" / "c.png"), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["figures", "r.json", "r.nc"]
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["c.pdf", "c.png"]
 
 
 def test_consistency_cli_bad_input(tmp_path):
