@@ -2,7 +2,7 @@
 from the same teacher and trajectory store with the same budget, every row scored by the same FID code on the
 same held-out seeds.
 
-    python analyses/comparison.py --trajectories STORE --teacher CKPT [--preset fashion] [--data-root DIR]
+    python analyses/comparison.py --trajectories STORE --teacher CKPT [--preset fashion] [--ref DATASET:SPLIT]
         [--runs DIR] [--steps 2000] [--milestones 500,1000,2000] [--only kd cd ...] [--count 5000]
         [--curve-count 2000] [--threads 1] [--report]
 

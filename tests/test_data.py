@@ -153,7 +153,17 @@ def test_cifar_batches_layout(tmp_path):
     assert test.images.shape == (2, 3, 16, 16) and test.labels.tolist() == written["test_batch"][1]
 
 
-def test_cifar_missing_says_where_and_how(tmp_path):
+def test_cifar_and_images_default_to_their_environment_variable(tmp_path, monkeypatch):
+    _write_cifar(tmp_path / "cifar-10-batches-py")
+    _write_pngs(tmp_path / "imgs", _png_images())
+    monkeypatch.setenv("KOOPSCOPE_CIFAR10_DIR", str(tmp_path))
+    monkeypatch.setenv("KOOPSCOPE_IMAGES_DIR", str(tmp_path / "imgs"))
+    assert load_dataset("cifar10", split="test", size=None).images.shape == (2, 3, 32, 32)
+    assert load_dataset("images", size=None).images.shape == (5, 3, 8, 8)
+
+
+def test_cifar_missing_says_where_and_how(tmp_path, monkeypatch):
+    monkeypatch.delenv("KOOPSCOPE_CIFAR10_DIR", raising=False)
     with pytest.raises(DatasetNotFound, match="no default location.*cifar-10-python.tar.gz"):
         load_dataset("cifar10")
     with pytest.raises(DatasetNotFound) as err:

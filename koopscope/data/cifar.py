@@ -1,5 +1,6 @@
 """CIFAR-10 from the official "python version" pickle batches (cifar-10-batches-py)."""
 
+import os
 import pickle
 from pathlib import Path
 
@@ -8,9 +9,10 @@ import numpy as np
 from koopscope.errors import DatasetNotFound, KoopscopeError
 
 FOLDER = "cifar-10-batches-py"
+ENV_VAR = "KOOPSCOPE_CIFAR10_DIR"   # the default location (FID references have no --data-root of their own)
 _BATCHES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
 _HOWTO = ("download cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html, "
-          "extract it and pass --data-root")
+          f"extract it and pass --data-root or set {ENV_VAR}")
 # The only globals a CIFAR batch pickle needs (numpy arrays, plus bytes as written by protocol 2).
 _ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"),
@@ -31,6 +33,7 @@ class _BatchUnpickler(pickle.Unpickler):
 
 
 def _folder(root: str | Path | None) -> Path:
+    root = root or os.environ.get(ENV_VAR)
     if root is None:
         raise DatasetNotFound(f"CIFAR-10 has no default location; {_HOWTO}")
     root = Path(root)

@@ -1,6 +1,7 @@
 """A folder or .zip of PNG/JPEG images (e.g. FFHQ-64), read in sorted path order as RGB."""
 
 import io
+import os
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,7 +13,8 @@ from PIL import Image, UnidentifiedImageError
 from koopscope.errors import DatasetNotFound, KoopscopeError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
-_HOWTO = "pass --data-root pointing at a folder or .zip of PNG/JPEG images"
+ENV_VAR = "KOOPSCOPE_IMAGES_DIR"   # the default location (FID references have no --data-root of their own)
+_HOWTO = f"pass --data-root pointing at a folder or .zip of PNG/JPEG images, or set {ENV_VAR}"
 
 
 @contextmanager
@@ -42,6 +44,7 @@ def _decode(name: str, data: bytes) -> np.ndarray:
 
 def load_images(root: str | Path | None, limit: int | None = None) -> np.ndarray:
     """Return uint8 images (N, 3, H, W); all files must share one size."""
+    root = root or os.environ.get(ENV_VAR)
     if root is None:
         raise DatasetNotFound(f"the images dataset has no default location; {_HOWTO}")
     root = Path(root)
