@@ -42,14 +42,14 @@ missing analyses/results/eval_hkd_v2.json && $PY analyses/eval_hkd.py --hkd $H2/
 [ -d $H3 ] || cp -r $H2 $H3
 $K train hkd --preset fashion --trajectories $S --teacher $TEACHER --init $V1 --latent 1 --noise-estimate haar \
   --intermediate 1 --grid 16 --out $H3 --resume --steps 1000 --threads "$TH" --no-progress
-$K consistency $H3/model.safetensors --out analyses/results/consistency_fashion.nc --threads "$TH" --no-progress
-mv analyses/results/consistency_fashion.png figures/consistency_fashion.png
+$K consistency $H3/model.safetensors --out analyses/results/consistency_fashion.nc \
+  --plot figures/consistency_fashion.png --threads "$TH" --no-progress
 $PY analyses/eval_hkd.py --hkd $H3/model.safetensors --trajectories $S --count 5000 --threads "$TH" --no-progress \
   --teacher-from analyses/results/eval_teacher.json
 $PY analyses/bench_speed.py --teacher $TEACHER --hkd $H3/model.safetensors --threads "$TH"
 $PY analyses/ship_model.py $H3/model.safetensors   # -> koopscope/models/hkd-fashion.{safetensors,json}
-$PY analyses/fig_hkd_samples.py --hkd $H3/model.safetensors
-$PY analyses/spectrum_reading.py --hkd koopscope/models/hkd-fashion.safetensors --threads "$TH"
 # the comparison on one teacher: every method distilled from the same store on the same budget, one table
 $PY analyses/comparison.py --trajectories $S --teacher $TEACHER --runs $R/comparison --threads "$TH" \
   --only kd cd hkd hkd-paper hkd-no-hierarchy hkd-koopman-only hkd-neither
+# every figure and table from the shipped models (stages already current are skipped)
+$K reproduce --preset fashion --runs $R --threads "$TH" --no-progress
