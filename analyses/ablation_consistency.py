@@ -55,7 +55,7 @@ def setting(name: str, path: Path) -> dict:
 
     meta = read_meta(path)
     model, loss = HKDConfig.from_dict(meta["config"]["model"]), meta["config"]["loss"]
-    return {"encoder_time": model.encoder_time, "intermediate": loss["intermediate"],
+    return {"encoder_time": model.encoder_conditioning, "intermediate": loss["intermediate"],
             "latent": loss.get("latent", 0.0), "noise_estimate": model.noise_estimate}
 
 
@@ -72,7 +72,7 @@ def train_run(args, name: str, store) -> Path:
         return run / "model.safetensors"
     et, mid, lat, noise = SETTINGS[name]
     torch.manual_seed(hkd_preset(args.preset).train.seed)
-    task, cfg = hkd_task(args.preset, store, args.teacher, encoder_time=et, intermediate=mid, latent=lat,
+    task, cfg = hkd_task(args.preset, store, args.teacher, encoder_conditioning=et, intermediate=mid, latent=lat,
                          noise_estimate=noise, init=args.init)
     cfg = replace(cfg, steps=args.steps, threads=args.threads, grid=16)
     return train(task, cfg, run, resume=resumable(run), preset=args.preset, progress=args.progress)

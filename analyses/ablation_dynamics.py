@@ -56,7 +56,7 @@ def train_run(args, name: str, encoder_time: str, intermediate: float) -> Path:
         return run / "model.safetensors"
     torch.manual_seed(hkd_preset(args.preset).train.seed)
     # the paper's objective plus intermediate supervision (no latent consistency: this ablation predates it)
-    task, cfg = hkd_task(args.preset, args.trajectories, args.teacher, encoder_time=encoder_time,
+    task, cfg = hkd_task(args.preset, args.trajectories, args.teacher, encoder_conditioning=encoder_time,
                          intermediate=intermediate, latent=0.0)
     cfg = replace(cfg, steps=args.steps, threads=args.threads, grid=16)
     return train(task, cfg, run, resume=resumable(run), preset=args.preset, progress=args.progress)
@@ -183,7 +183,7 @@ def main() -> None:
         fid_ref = load_ref(f"{teacher_meta['provenance']['dataset']}:train", args.fid, unet.resolution)
 
     finals, targets = torch.cat(list(store.finals())), torch.cat(list(heldout.finals()))
-    results = {"preset": args.preset, "steps": args.steps, "time": p.time, "teacher": str(args.teacher),
+    results = {"preset": args.preset, "steps": args.steps, "time": p.time_axis, "teacher": str(args.teacher),
                "trajectories": {"path": str(store.path), "count": len(store)},
                "heldout": {"path": str(heldout.path), "count": len(heldout),
                            "seeds": [int(heldout.seeds.min()), int(heldout.seeds.max()) + 1]},

@@ -16,6 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
+from koopscope.hkd.config import HKDConfig
 from koopscope.io.atomic import write_json
 from koopscope.io.checkpoint import annotate
 from koopscope.io.meta import read_meta, sha256
@@ -34,11 +35,13 @@ def final_losses(run: Path, step: int, last: int = 10) -> dict:
 def train_command(meta: dict, teacher: Path, out: Path) -> str:
     """The `koopscope train hkd` call that reproduces the checkpoint's config and step count."""
     cfg, prov = meta["config"], meta["provenance"]
-    model, loss = cfg["model"], cfg["loss"]
+    model, loss = HKDConfig.from_dict(cfg["model"]), cfg["loss"]
     flags = {"--trajectories": prov["trajectories"], "--teacher": teacher, "--init": cfg.get("init"),
-             "--encoder-time": model["encoder_time"], "--noise-estimate": model.get("noise_estimate", "energy"),
+             "--encoder-conditioning": model.encoder_conditioning, "--noise-estimate": model.noise_estimate,
              "--intermediate": loss["intermediate"], "--latent": loss.get("latent", 0.0),
-             "--distance": loss["distance"], "--times": cfg["times"], "--steps": prov["step"], "--out": out}
+             "--distance": loss["distance"],
+             "--points": cfg.get("points", cfg.get("times")),  # "times": runs before the rename
+             "--steps": prov["step"], "--out": out}
     return " ".join([f"koopscope train hkd --preset {prov['preset']}",
                      *(f"{k} {v}" for k, v in flags.items() if v is not None)])
 

@@ -31,9 +31,10 @@ def teacher_task(preset: str, data_root: str | Path | None = None):
 
 
 def hkd_task(preset: str, trajectories: str | Path, teacher: str | Path | None = None,
-             encoder_time: str | None = None, intermediate: float | None = None, distance: str | None = None,
-             times: int | None = None, koopman: bool = True, hierarchy: bool = True, consistency: bool = True,
-             latent: float | None = None, noise_estimate: str | None = None, init: str | Path | None = None):
+             encoder_conditioning: str | None = None, intermediate: float | None = None,
+             distance: str | None = None, points: int | None = None, koopman: bool = True, hierarchy: bool = True,
+             consistency: bool = True, latent: float | None = None, noise_estimate: str | None = None,
+             init: str | Path | None = None):
     """(HKDTask, TrainConfig) for an HKD preset; unset choices come from the preset.
 
     With a teacher the student reuses the teacher's U-Net (whatever preset trained it) and its weights.
@@ -41,21 +42,20 @@ def hkd_task(preset: str, trajectories: str | Path, teacher: str | Path | None =
     from .diffusion.teacher import KIND
     from .diffusion.unet import UNetConfig
     from .errors import KoopscopeError
-    from .hkd.config import NOISE_ESTIMATES
+    from .hkd.config import ENCODER_CONDITIONINGS, NOISE_ESTIMATES, HKDConfig
     from .hkd.loss import DISTANCES, HKDLossConfig
-    from .hkd.model import ENCODER_TIMES, HKDConfig
     from .hkd.task import HKDTask
     from .io.meta import read_meta, require_config, require_kind
     from .train.presets import hkd_preset, teacher_preset
     from .trajectories import TrajectoryStore
 
     p = hkd_preset(preset)
-    encoder_time, distance = encoder_time or p.encoder_time, distance or p.distance
+    conditioning, distance = encoder_conditioning or p.encoder_conditioning, distance or p.distance
     noise_estimate = noise_estimate or p.noise_estimate
     if noise_estimate not in NOISE_ESTIMATES:
         raise KoopscopeError(f"--noise-estimate must be one of: {', '.join(NOISE_ESTIMATES)}")
-    if encoder_time not in ENCODER_TIMES:
-        raise KoopscopeError(f"--encoder-time must be one of: {', '.join(ENCODER_TIMES)}")
+    if conditioning not in ENCODER_CONDITIONINGS:
+        raise KoopscopeError(f"--encoder-conditioning must be one of: {', '.join(ENCODER_CONDITIONINGS)}")
     if distance not in DISTANCES:
         raise KoopscopeError(f"--distance must be one of: {', '.join(DISTANCES)}")
     unet = teacher_preset(p.teacher).unet
@@ -64,12 +64,12 @@ def hkd_task(preset: str, trajectories: str | Path, teacher: str | Path | None =
         require_kind(meta, teacher, KIND)
         require_config(meta, teacher, "unet")
         unet = UNetConfig.from_dict(meta["config"]["unet"])
-    model = HKDConfig(unet, time=p.time, encoder_time=encoder_time, noise_estimate=noise_estimate,
+    model = HKDConfig(unet, time_axis=p.time_axis, encoder_conditioning=conditioning, noise_estimate=noise_estimate,
                       koopman=koopman, hierarchy=hierarchy)
     loss = HKDLossConfig(distance=distance, consistency=consistency,
                          intermediate=p.intermediate if intermediate is None else intermediate,
                          latent=p.latent if latent is None else latent)
-    task = HKDTask(model, loss, TrajectoryStore(trajectories).require_complete(), times or p.times,
+    task = HKDTask(model, loss, TrajectoryStore(trajectories).require_complete(), points or p.points,
                    teacher=None if teacher is None else str(teacher), init=None if init is None else str(init))
     return task, p.train
 

@@ -26,3 +26,20 @@ def test_sample_and_fid_accept_a_folder(tmp_path):
     assert r.exit_code == 0 and (tmp_path / "s" / "samples.png").is_file(), r.output
     r = CliRunner().invoke(app, ["sample", ckpt, "--count", "2", "--out", str(tmp_path / "s.json")])
     assert r.exit_code == 2 and "give a folder or a .png / .npz file" in r.output and not (tmp_path / "s.json").exists()
+
+
+def test_modes_out_names_the_file_and_its_sibling(tmp_path):
+    r = CliRunner().invoke(app, ["modes", "--columns", "2", "--count", "1", "--out", str(tmp_path / "d" / "f.png"),
+                                 "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["f.nc", "f.png"]
+    r = CliRunner().invoke(app, ["modes", "--columns", "2", "--count", "1", "--out", str(tmp_path / "m"),
+                                 "--no-progress"])
+    assert r.exit_code == 0 and (tmp_path / "m" / "modes_all_isolated.png").is_file(), r.output
+
+
+def test_renamed_options_are_gone(tmp_path):
+    for args in (["modes", "--times", "3"], ["inpaint", "--image", "fashion:test:0", "--times", "2"],
+                 ["train", "hkd", "--times", "2", "--out", str(tmp_path)]):
+        r = CliRunner().invoke(app, args)
+        assert r.exit_code == 2 and "No such option: --times" in r.output, (args, r.output)

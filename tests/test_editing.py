@@ -174,7 +174,7 @@ def test_cli_real_image_edit_and_inpaint(tmp_path, image):
     ref = json.loads((tmp_path / "e" / "edit.json").read_text())["reference_image"]
     assert ref["route"] == "T" and len(ref["route_latent_gap"][0]) == 5 and ref["nfe"]["inversion"] == 2 * 4
     assert "inversion (8 NFE)" in r.stdout
-    r = CliRunner().invoke(app, ["inpaint", "--image", str(png), "--rows", "1", "--times", "2", "--steps", "3",
+    r = CliRunner().invoke(app, ["inpaint", "--image", str(png), "--rows", "1", "--blends", "2", "--steps", "3",
                                  "--threads", "1", "--out", str(tmp_path / "i"), "--json"])
     assert r.exit_code == 0, r.output
     info = json.loads(r.stdout)
@@ -211,7 +211,7 @@ _INPAINT = ["inpaint", "--image", "fashion:test:0", "--rows", "1"]
     (["inpaint", str(SHIPPED_TEACHER), "--image", "fashion:test:0"], ["'teacher' checkpoint"]),
     (["inpaint", "--image", "nowhere.png"], ["image not found: nowhere.png"]),
     ([*_INPAINT, "--region", "full"], ["covers the whole image"]),
-    ([*_INPAINT, "--times", "0"], ["--times"]),
+    ([*_INPAINT, "--blends", "0"], ["--blends"]),
     ([*_INPAINT, "--region", "nowhere.png"], ["mask file not found"]),
 ])
 def test_bad_input_is_one_line_exit_2_before_any_output(tmp_path, monkeypatch, args, words):

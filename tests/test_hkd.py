@@ -18,7 +18,7 @@ from koopscope.cli.main import app
 from koopscope.diffusion.precond import c_in
 from koopscope.diffusion.samplers import seeded_noise
 from koopscope.diffusion.teacher import load_teacher
-from koopscope.errors import CheckpointError
+from koopscope.errors import CheckpointError, KoopscopeError
 from koopscope.generators import load_generator
 from koopscope.hkd.dynamics import dynamics_share, eigen_spread, latent_consistency, trajectory_fidelity
 from koopscope.hkd.loss import HKDLossConfig, hkd_loss
@@ -35,9 +35,9 @@ T, EPS = 80.0, 0.002
 
 def _task(chain, **model):
     p = HKD_PRESETS["smoke"]
-    cfg = HKDConfig(UNET, time=p.time, **{"encoder_time": p.encoder_time, **model})
+    cfg = HKDConfig(UNET, time_axis=p.time_axis, **{"encoder_conditioning": p.encoder_conditioning, **model})
     loss = HKDLossConfig(distance=p.distance, intermediate=p.intermediate, latent=p.latent)
-    return HKDTask(cfg, loss, chain[1], p.times, teacher=str(chain[0]))
+    return HKDTask(cfg, loss, chain[1], p.points, teacher=str(chain[0]))
 
 
 def _train(chain, out, steps, resume=False, **cfg):
@@ -127,7 +127,7 @@ def test_intermediate_term(chain):
 def test_blind_encoder_ignores_the_sigma_it_is_given(chain):
     x = torch.stack([chain[1][i][2] for i in range(3)])
     for kind, same in (("blind", True), ("sigma", False)):
-        model = _model(chain, encoder_time=kind)
+        model = _model(chain, encoder_conditioning=kind)
         a, b = model.encode(x, 5.0), model.encode(x, 0.5)
         assert all(torch.equal(u, v) for u, v in zip(a, b)) is same, kind
 
@@ -157,6 +157,22 @@ def test_resume_is_bit_for_bit(chain, tmp_path):
     _train(chain, tmp_path / "split", 10, ckpt_every=10, grid=0)
     _train(chain, tmp_path / "split", 20, resume=True, ckpt_every=10, grid=0)
     assert_same_checkpoints(tmp_path / "full" / "checkpoint.safetensors", tmp_path / "split" / "checkpoint.safetensors")
+
+
+def test_a_run_started_before_the_renames_resumes(chain, tmp_path):
+    """options.json with time / encoder_time / times (and tau = sigma called "sigma") still matches on resume."""
+    _train(chain, tmp_path / "run", 2, ckpt_every=2, grid=0)
+    path = tmp_path / "run" / "options.json"
+    opts = json.loads(path.read_text())
+    m = opts["model"]["model"]
+    m["time"], m["encoder_time"] = m.pop("time_axis"), m.pop("encoder_conditioning")
+    opts["model"]["times"] = opts["model"].pop("points")
+    path.write_text(json.dumps(opts))
+    _train(chain, tmp_path / "run", 3, resume=True, ckpt_every=2, grid=0)
+    m["encoder_time"] = "sigma"   # a real difference is still refused
+    path.write_text(json.dumps(opts))
+    with pytest.raises(KoopscopeError, match="encoder_conditioning='sigma', now 'blind'"):
+        _train(chain, tmp_path / "run", 4, resume=True, ckpt_every=2, grid=0)
 
 
 def test_two_process_ddp_training(chain, tmp_path):
@@ -239,7 +255,7 @@ def test_train_hkd_cli_refuses_mismatches(chain, trained, tmp_path):
     base = ["train", "hkd", "--trajectories", str(chain[1].path), "--steps", "1", "--no-progress"]
     cases = [(["--preset", "fashion", "--out", str(tmp_path / "a")], "(1, 16, 16)"),   # 32x32 network
              (["--teacher", str(trained / "model.safetensors"), "--out", str(tmp_path / "b")], "'hkd' checkpoint"),
-             (["--encoder-time", "clock", "--out", str(tmp_path / "c")], "--encoder-time")]
+             (["--encoder-conditioning", "clock", "--out", str(tmp_path / "c")], "--encoder-conditioning")]
     for args, msg in cases:
         r = runner.invoke(app, [*base, *args])
         assert r.exit_code == 2 and msg in r.stderr and r.stderr.strip().count("\n") == 0, r.output
@@ -323,3 +339,19 @@ def test_warm_start_from_a_trained_student(chain, trained):
     assert task.config()["init"] == str(trained / "model.safetensors") and task.loss_cfg.latent == 1.0
     with pytest.raises(Exception, match="another network"):
         hkd_task("smoke", chain[1].path, chain[0], init=SHIPPED)
+
+
+def test_checkpoints_from_before_the_renames_load():
+    """The shipped model's header still says time / encoder_time; they read as time_axis / encoder_conditioning."""
+    from koopscope.hkd.task import load_hkd
+    from koopscope.io.meta import read_meta
+    from koopscope.models import default_checkpoint
+
+    path = default_checkpoint()[0]
+    old = read_meta(path)["config"]["model"]
+    assert old["time"] == "log" and old["encoder_time"] == "blind"
+    cfg = load_hkd(path)[0].cfg
+    assert cfg.time_axis == "log" and cfg.encoder_conditioning == "blind"
+    d = cfg.to_dict()
+    d.pop("time_axis")
+    assert HKDConfig.from_dict({**d, "time": "sigma"}).time_axis == "linear"

@@ -111,17 +111,17 @@ def test_per_sample_dt():
 
 
 def test_time_parameterisation():
-    assert tau(80.0, "sigma") == 80.0
+    assert tau(80.0, "linear") == 80.0
     assert tau(80.0, "log") == pytest.approx(math.log(80.0))
     assert delta_tau(T, EPS, "log") == pytest.approx(-10.596634733)
-    assert delta_tau(T, EPS, "sigma") == pytest.approx(EPS - T)
+    assert delta_tau(T, EPS, "linear") == pytest.approx(EPS - T)
     sig = torch.tensor([T, EPS], dtype=torch.float32)  # tensors: float64, the same values as floats
     assert tau(sig, "log").dtype == torch.float64 and tau(sig, "log")[0].item() == pytest.approx(math.log(T))
-    with pytest.raises(ValueError):
-        tau(1.0, "linear")
+    with pytest.raises(ValueError, match="unknown time axis 'sigma'"):
+        tau(1.0, "sigma")   # the old name of "linear"
     gen = random_gen()
     z = randz(gen)
-    torch.testing.assert_close(gen.propagate(z, delta_tau(1.0, 0.5, "sigma")), gen.propagate(z, -0.5))
+    torch.testing.assert_close(gen.propagate(z, delta_tau(1.0, 0.5, "linear")), gen.propagate(z, -0.5))
 
 
 def test_gradcheck():
@@ -132,7 +132,7 @@ def test_gradcheck():
     assert torch.autograd.gradcheck(lambda alpha, beta, z: gen.propagate(z, dts), (gen.alpha, gen.beta, z))
 
 
-@pytest.mark.parametrize("kind, max_alpha", [("log", 5.0), ("sigma", 5.0)])
+@pytest.mark.parametrize("kind, max_alpha", [("log", 5.0), ("linear", 5.0)])
 def test_float32_full_range_stable(kind, max_alpha):
     gen = KoopmanGenerators(8, 4, 4)
     g = torch.Generator().manual_seed(0)

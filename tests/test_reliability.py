@@ -114,7 +114,7 @@ _TEACHER = ["train", "teacher", "--no-progress"]
     ([*_TEACHER, "--batch", "0"], "--batch"), ([*_TEACHER, "--batch", "-4"], "--batch"),
     ([*_TEACHER, "--grid", "-1"], "--grid"), ([*_TEACHER, "--threads", "-1"], "--threads"),
     ([*_HKD, "--steps", "0"], "--steps"), ([*_HKD, "--batch", "-4"], "--batch"),
-    ([*_HKD, "--lr", "-1"], "--lr"), ([*_HKD, "--lr", "nan"], "--lr"), ([*_HKD, "--times", "0"], "--times"),
+    ([*_HKD, "--lr", "-1"], "--lr"), ([*_HKD, "--lr", "nan"], "--lr"), ([*_HKD, "--points", "0"], "--points"),
     ([*_HKD, "--intermediate", "-1"], "--intermediate"), ([*_HKD, "--latent", "-1"], "--latent"),
     (["sample", "nowhere.safetensors", "--batch", "0"], "--batch"),
     (["sample", "nowhere.safetensors", "--steps", "0"], "--steps"),

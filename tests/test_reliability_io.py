@@ -89,7 +89,7 @@ def _command(name: str, tmp: Path) -> list:
         "spectrum --out": ["spectrum", missing, "--out"],
         "spectrum --plot": ["spectrum", missing, "--plot"],
         "consistency": ["consistency", missing, "--count", "2", "--no-progress", "--out"],
-        "modes": ["modes", "--ckpt", missing, "--count", "1", "--times", "2", "--out"],
+        "modes": ["modes", "--ckpt", missing, "--count", "1", "--columns", "2", "--out"],
         "demo": ["demo", "--count", "2", "--threads", "1", "--no-progress", "--out"],
         "train teacher": ["train", "teacher", *SMOKE, "--steps", "2", "--out"],
         "train hkd": ["train", "hkd", "--trajectories", tmp / "missing", *SMOKE, "--steps", "2", "--out"],

@@ -181,7 +181,7 @@ def test_modes_streams_its_samples_under_a_progress_bar(tmp_path, monkeypatch):
         return made[-1][1]
 
     monkeypatch.setattr(koopscope.progress, "bars", recorded)
-    r = _cli("modes", "--ckpt", hkd, "--count", 10, "--times", 2, "--out", tmp_path / "m")
+    r = _cli("modes", "--ckpt", hkd, "--count", 10, "--columns", 2, "--out", tmp_path / "m")
     assert r.exit_code == 0, r.output
     assert "10 samples; the grid shows the first 8" in r.stdout
     assert [(on, t.description, t.completed, t.total) for on, bar in made for t in bar.tasks] == [

@@ -30,10 +30,10 @@ UNET = UNetConfig(img_channels=1, resolution=8, channels=4, channel_mult=(1, 2),
 SIGMAS = karras_sigmas(4, final_zero=False).tolist()
 
 
-def small_hkd(time="log", hierarchy=True, seed=0):
+def small_hkd(time_axis="log", hierarchy=True, seed=0):
     """A tiny HKD with random generators and a non-zero decoder output."""
     torch.manual_seed(seed)
-    model = HKD(HKDConfig(unet=UNET, time=time, hierarchy=hierarchy))
+    model = HKD(HKDConfig(unet=UNET, time_axis=time_axis, hierarchy=hierarchy))
     with torch.no_grad():
         for g in model.koopman.levels:
             g.alpha.normal_(0, 0.3)
@@ -64,7 +64,7 @@ def test_eigenvalues_match_numpy(model):
     assert np.isnan(ds.eigenvalue.sel(level=1, y=5).values.real).all()
 
 
-@pytest.mark.parametrize("time", ["log", "sigma"])
+@pytest.mark.parametrize("time", ["log", "linear"])
 def test_derived_quantities(time):
     model = small_hkd(time)
     ds = spectrum(model).where(lambda d: d.valid)
@@ -228,7 +228,7 @@ def test_cli_spectrum_and_modes_on_shipped_model(tmp_path):
     assert info["attrs"]["bands"] == 2 and set(info["levels"][0]["bands"]) == {"band0", "band1"}
     assert all((tmp_path / f).stat().st_size > 0 for f in ("s.nc", "s.png", "s.pdf"))
     assert load_spectrum(tmp_path / "s.nc").attrs["band_method"] == "quantile"
-    r = runner.invoke(app, ["modes", "--band", "low", "--times", "3", "--count", "2", "--cumulative", "--level",
+    r = runner.invoke(app, ["modes", "--band", "low", "--columns", "3", "--count", "2", "--cumulative", "--level",
                             "0", "--out", str(tmp_path / "m")])
     assert r.exit_code == 0, r.output
     ds = load_spectrum(tmp_path / "m" / "modes_low_cumulative_level0.nc")

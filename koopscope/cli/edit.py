@@ -201,7 +201,7 @@ def inpaint(
     image: str = typer.Option(..., help="Real image: dataset:split:index (row i: index + i, e.g. fashion:test:17) "
                                         "or a PNG/JPEG file."),
     region: str = typer.Option("lower-left", help=f"Region to fill: {REGION_HELP}"),
-    times: int = typer.Option(8, help="HKD blend times K (Karras grid from T to eps, T left out)."),
+    blends: int = typer.Option(8, help="HKD blend times K (Karras grid from T to eps, T left out)."),
     blend: Blend = typer.Option(Blend.image, help="image: re-encode the blended image; latent: replace the known "
                                                   "part's latents only (docs/method.md §8)."),
     seed: int = typer.Option(HELD_OUT_SEED, help="Noise seed of row i: SEED + i."),
@@ -218,8 +218,8 @@ def inpaint(
     """Fill a region of a real image from noise, blending its known part into HKD's closed-form trajectory."""
     from ..errors import KoopscopeError
 
-    if times < 1 or steps < 2:
-        raise KoopscopeError("--times must be positive and --steps at least 2")
+    if blends < 1 or steps < 2:
+        raise KoopscopeError("--blends must be positive and --steps at least 2")
     ckpt, cfg, mask, paths = _setup(ckpt, region, rows, threads, out, "inpaint")
     if mask.min() >= 1:
         raise KoopscopeError(f"region '{region}' covers the whole image: nothing is known to inpaint from")
@@ -240,8 +240,8 @@ def inpaint(
     region_t, noise = torch.from_numpy(mask), seeded_noise(range(seed, seed + rows), shape)
     runs = {}
     start = time.perf_counter()
-    runs["hkd"] = (hkd_inpaint(model, x0, region_t, noise, times, blend.value), time.perf_counter() - start,
-                   {"blend_times": times, "blend": blend.value, "network_passes": times + 1})
+    runs["hkd"] = (hkd_inpaint(model, x0, region_t, noise, blends, blend.value), time.perf_counter() - start,
+                   {"blend_times": blends, "blend": blend.value, "network_passes": blends + 1})
     if compare:
         net = _teacher(meta, teacher)
         start = time.perf_counter()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from .common import check_output, user_errors
+from .common import check_output, outputs, user_errors
 
 GRID_SAMPLES = 8   # samples `modes` draws in its PNG grid (all go to the .nc): ~18 MB of RAM to render each
 
@@ -145,12 +145,13 @@ def modes(
     band: str = typer.Option("all", help="low | mid | high | all (band0.. when --bands is not 3)."),
     ckpt: Path = typer.Option(None, help="HKD checkpoint (default: the model shipped in the package)."),
     level: int = typer.Option(None, help="Mask modes in this level only (others kept whole); default all levels."),
-    times: int = typer.Option(6, help="Karras grid times from T to eps (columns)."),
+    columns: int = typer.Option(6, help="Karras grid times from T to eps, one column each."),
     count: int = typer.Option(4, help=f"Samples (seeds SEED .. SEED+COUNT-1), all in the .nc; the PNG grid shows "
                                       f"the first {GRID_SAMPLES}."),
     seed: int = typer.Option(0, help="First seed."),
     cumulative: bool = typer.Option(False, help="Accumulate bands from low up to each band instead of isolating."),
-    out: Path = typer.Option(Path("modes"), help="Folder for the grid PNG and the .nc."),
+    out: Path = typer.Option(Path("modes"), help="Folder for the grid PNG and the .nc, or the .png / .nc file (the "
+                                                 "other beside it, named after it)."),
     bands: int = typer.Option(3, help="Bands per level."),
     method: Method = typer.Option(Method.rank, help="Band method (see `koopscope spectrum`)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
@@ -163,9 +164,10 @@ def modes(
     names = band_names(bands)
     if band != "all" and band not in names:
         raise KoopscopeError(f"unknown band '{band}'; choose one of: {', '.join(names)}, all")
-    if times < 1 or count < 1:
-        raise KoopscopeError("--times and --count must be positive")
-    check_output(out, "folder")
+    if columns < 1 or count < 1:
+        raise KoopscopeError("--columns and --count must be positive")
+    name = f"modes_{band}_{'cumulative' if cumulative else 'isolated'}" + ("" if level is None else f"_level{level}")
+    paths = outputs(out, name, (".png", ".nc"))
 
     from ..diffusion.samplers import karras_sigmas  # torch: only once the options are known to be valid
     from ..hkd.task import load_hkd
@@ -179,16 +181,15 @@ def modes(
     model, _ = load_hkd(ckpt)
     if level is not None and not 0 <= level < model.levels:
         raise KoopscopeError(f"level {level} does not exist; this model has levels 0..{model.levels - 1}")
-    sigmas = karras_sigmas(times, model.cfg.sigma_min, model.cfg.sigma_max, final_zero=False).tolist()
+    sigmas = karras_sigmas(columns, model.cfg.sigma_min, model.cfg.sigma_max, final_zero=False).tolist()
     with bars(progress) as bar:
         task = bar.add_task("band reconstructions", total=count)
         ds = band_reconstructions(model, range(seed, seed + count), sigmas, bands=bands, method=method.value,
                                   keep=None if band == "all" else [band], level=level, cumulative=cumulative,
                                   attrs=checkpoint_attrs(ckpt), progress=lambda n: bar.advance(task, n))
-    stem = out / (f"modes_{band}_{ds.attrs['mode']}" + ("" if level is None else f"_level{level}"))
-    png = save_figure(plot_band_grid(ds, samples=GRID_SAMPLES), stem.with_suffix(".png"), pdf=False)[0]
-    nc = save_spectrum(ds, stem.with_suffix(".nc"))
+    png = save_figure(plot_band_grid(ds, samples=GRID_SAMPLES), paths["png"], pdf=False)[0]
+    nc = save_spectrum(ds, paths["nc"])
     shown = "" if count <= GRID_SAMPLES else f"; the grid shows the first {GRID_SAMPLES}"
-    print(f"{ds.attrs['mode']} band reconstructions ({', '.join(ds.band.values)}; {times} times, {count} samples"
+    print(f"{ds.attrs['mode']} band reconstructions ({', '.join(ds.band.values)}; {columns} times, {count} samples"
           f"{shown})")
     print(f"wrote {png}\nwrote {nc}")

@@ -79,14 +79,15 @@ def hkd(
                                                 "e.g. to fine-tune it with another objective."),
     out: Path = typer.Option(..., help="Run folder."),
     resume: bool = typer.Option(False, help="Continue the run in OUT exactly where it stopped."),
-    encoder_time: str | None = typer.Option(None, help="Encoder sees the noise level ('sigma') or not ('blind')."),
+    encoder_conditioning: str | None = typer.Option(None, help="Encoder sees the noise level ('sigma') or not "
+                                                               "('blind')."),
     intermediate: float | None = typer.Option(None, help="Weight of intermediate-state supervision (0 = off)."),
     latent: float | None = typer.Option(None, help="Weight of latent consistency: the encoder's latents of the "
                                                    "teacher's states must follow the generators (0 = off)."),
     noise_estimate: str | None = typer.Option(None, help="Blind encoder's noise-level estimate: haar | energy."),
     distance: str | None = typer.Option(None, help="mse | huber (no LPIPS: its ImageNet weights cannot be had "
                                                    "offline)."),
-    times: int | None = typer.Option(None, help="Time points per trajectory (T plus s-1 grid times)."),
+    points: int | None = typer.Option(None, help="Time points per trajectory (T plus s-1 grid times)."),
     koopman: bool = typer.Option(True, help="Koopman evolution (off: identity, an ablation)."),
     hierarchy: bool = typer.Option(True, help="All levels evolve (off: only the bottleneck, an ablation)."),
     consistency: bool = typer.Option(True, help="Trajectory consistency (off: only x_T -> x_eps, an ablation)."),
@@ -104,16 +105,17 @@ def hkd(
     from ..train.presets import hkd_preset
 
     cfg = _config(hkd_preset(preset).train, threads, steps=steps, batch=batch, seed=seed, grid=grid, lr=lr)
-    if times is not None and times < 1:
-        raise KoopscopeError(f"--times must be at least 1, got {times}")
+    if points is not None and points < 1:
+        raise KoopscopeError(f"--points must be at least 1, got {points}")
     for name, weight in (("--intermediate", intermediate), ("--latent", latent)):
         if weight is not None and not 0 <= weight < float("inf"):
             raise KoopscopeError(f"{name} must be a non-negative number, got {weight}")
 
     def build():
-        return hkd_task(preset, trajectories, teacher, encoder_time=encoder_time, intermediate=intermediate,
-                        distance=distance, times=times, koopman=koopman, hierarchy=hierarchy,
-                        consistency=consistency, latent=latent, noise_estimate=noise_estimate, init=init)[0]
+        return hkd_task(preset, trajectories, teacher, encoder_conditioning=encoder_conditioning,
+                        intermediate=intermediate, distance=distance, points=points, koopman=koopman,
+                        hierarchy=hierarchy, consistency=consistency, latent=latent,
+                        noise_estimate=noise_estimate, init=init)[0]
 
     path = _train(build, cfg, out, resume, preset, progress)
     if _rank0():

@@ -11,9 +11,10 @@ class EDMLoss:
 
     def __call__(self, denoiser, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Mean weighted denoising error of `denoiser` on clean images x."""
-        rnd = torch.randn(x.shape[0], 1, 1, 1, device=x.device, generator=generator)
+        device = generator.device if generator is not None else x.device   # the loop's generator is a CPU one
+        rnd = torch.randn(x.shape[0], 1, 1, 1, device=device, generator=generator).to(x.device)
         sigma = (rnd * self.p_std + self.p_mean).exp()
         weight = (sigma**2 + self.sigma_data**2) / (sigma * self.sigma_data) ** 2
-        noise = torch.randn(x.shape, device=x.device, generator=generator) * sigma
+        noise = torch.randn(x.shape, device=device, generator=generator).to(x.device) * sigma
         denoised = denoiser(x + noise, sigma.flatten())
         return (weight * (denoised - x) ** 2).mean()

@@ -39,7 +39,7 @@ class Inpainting(NamedTuple):
 def blend_times(model: HKD, count: int) -> list[float]:
     """The K blend times of HKD inpainting: T excluded, eps last."""
     if count < 1:
-        raise KoopscopeError(f"--times must be at least 1, got {count}")
+        raise KoopscopeError(f"--blends must be at least 1, got {count}")
     cfg = model.cfg
     return karras_sigmas(count + 1, cfg.sigma_min, cfg.sigma_max, final_zero=False)[1:].tolist()
 

@@ -119,8 +119,8 @@ def edit_time(cfg: HKDConfig, sigma: float | None = None) -> float:
     """``sigma`` checked to lie in [eps, T]; None: the midpoint of T and eps in the generators' time tau
     (sqrt(T eps) for tau = ln sigma, (T + eps) / 2 for tau = sigma)."""
     if sigma is None:
-        mid = (tau(cfg.sigma_max, cfg.time) + tau(cfg.sigma_min, cfg.time)) / 2
-        return math.exp(mid) if cfg.time == "log" else mid
+        mid = (tau(cfg.sigma_max, cfg.time_axis) + tau(cfg.sigma_min, cfg.time_axis)) / 2
+        return math.exp(mid) if cfg.time_axis == "log" else mid
     if not cfg.sigma_min <= sigma <= cfg.sigma_max:   # NaN fails too
         raise KoopscopeError(f"edit time sigma {sigma:g} is outside [eps, T] = [{cfg.sigma_min:g}, {cfg.sigma_max:g}]")
     return float(sigma)

@@ -12,15 +12,19 @@ from dataclasses import asdict, dataclass
 from ..diffusion.config import SIGMA_MAX, SIGMA_MIN, UNetConfig
 
 KIND = "hkd"
-TIME_CONVENTIONS = {"log": "generator acts on tau = ln(sigma)", "sigma": "generator acts on tau = sigma"}
+TIME_CONVENTIONS = {"log": "generator acts on tau = ln(sigma)", "linear": "generator acts on tau = sigma"}
+ENCODER_CONDITIONINGS = ("sigma", "blind")
+# checkpoints written before the renames: old key -> new key, and the time axis once called "sigma"
+LEGACY_KEYS = {"time": "time_axis", "encoder_time": "encoder_conditioning"}
+LEGACY_TIME_AXES = {"sigma": "linear"}
 NOISE_ESTIMATES = ("haar", "energy")
 
 
 @dataclass
 class HKDConfig:
     unet: UNetConfig
-    time: str = "log"             # what the generators act on: "log" (ln sigma) or "sigma"
-    encoder_time: str = "blind"   # "sigma" | "blind" (default: observables of x alone, docs/method.md §2)
+    time_axis: str = "log"        # what the generators act on: "log" (tau = ln sigma) or "linear" (tau = sigma)
+    encoder_conditioning: str = "blind"  # "sigma" | "blind" (default: observables of x alone, docs/method.md §2)
     noise_estimate: str = "haar"  # the blind encoder's sigma_hat(x): "haar" (wavelet MAD) | "energy" (before 0.2)
     koopman: bool = True          # Koopman evolution on (off = identity for every level)
     hierarchy: bool = True        # all levels evolve (off = only the bottleneck)
@@ -35,11 +39,13 @@ class HKDConfig:
     @classmethod
     def from_dict(cls, d: dict) -> HKDConfig:
         # checkpoints written before the noise estimate was a choice used the energy estimate
-        return cls(**{"noise_estimate": "energy", **d, "unet": UNetConfig.from_dict(d["unet"])})
+        d = {"noise_estimate": "energy", **{LEGACY_KEYS.get(k, k): v for k, v in d.items()}}
+        d["time_axis"] = LEGACY_TIME_AXES.get(d.get("time_axis"), d.get("time_axis", "log"))
+        return cls(**{**d, "unet": UNetConfig.from_dict(d["unet"])})
 
     def dt(self, sigma_from, sigma_to):
         """The step in tau that maps a latent at ``sigma_from`` to ``sigma_to`` (floats or tensors)."""
-        return delta_tau(sigma_from, sigma_to, self.time)
+        return delta_tau(sigma_from, sigma_to, self.time_axis)
 
     def active_levels(self) -> list[bool]:
         """Per level (bottleneck last), whether it carries dynamics: all, or only the bottleneck."""
@@ -48,15 +54,15 @@ class HKDConfig:
 
 
 def tau(sigma, kind: str = "log"):
-    """Koopman time of noise level ``sigma``: ln sigma ("log") or sigma itself ("sigma").
+    """Koopman time of noise level ``sigma``: ln sigma ("log") or sigma itself ("linear").
 
     Floats give floats; tensors are taken in float64 (the one-step dt = -10.6 needs the digits).
     """
     if kind not in TIME_CONVENTIONS:
-        raise ValueError(f"unknown time kind {kind!r}; expected one of {tuple(TIME_CONVENTIONS)}")
+        raise ValueError(f"unknown time axis {kind!r}; expected one of {tuple(TIME_CONVENTIONS)}")
     if hasattr(sigma, "double"):
         sigma = sigma.double()
-    if kind == "sigma":
+    if kind == "linear":
         return sigma
     return sigma.log() if hasattr(sigma, "log") else math.log(sigma)
 

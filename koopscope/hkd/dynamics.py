@@ -148,7 +148,7 @@ def eigen_spread(model: HKD, threshold: float | None = None) -> dict:
     threshold = 0.05 / span if threshold is None else threshold
     res = [(g.alpha.detach().abs() * float(g.enabled)).double().flatten() for g in model.koopman.levels]
     return {"levels": [_stats(r, threshold) for r in res], "overall": _stats(torch.cat(res), threshold),
-            "threshold": threshold, "time": cfg.time}
+            "threshold": threshold, "time_axis": cfg.time_axis}
 
 
 @torch.no_grad()

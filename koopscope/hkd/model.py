@@ -7,7 +7,7 @@
 The decoder predicts the sigma-normalised state c_in(s) x_s (unit scale at every noise
 level, c_in = 1/sqrt(s^2 + sigma_data^2)); decoding at eps gives the sample.
 
-Encoder conditioning (docs/method.md §2, §4) is `encoder_time`:
+Encoder conditioning (docs/method.md §2, §4) is `encoder_conditioning`:
 - "sigma": E sees the noise level as the teacher does (c_in scaling, noise embedding),
   so its observables are g(x, t) of the time-augmented state.
 - "blind": E sees x alone. The same c_in scaling and embedding are fed with a noise level
@@ -32,8 +32,6 @@ from ..diffusion.precond import c_in, c_noise
 from ..diffusion.unet import DownPath, Embedding, ResBlock, UNet, UpPath
 from .config import NOISE_ESTIMATES, HKDConfig
 from .koopman import HierarchicalKoopman
-
-ENCODER_TIMES = ("sigma", "blind")
 
 
 def sigma_hat(x: Tensor, method: str = "haar") -> Tensor:
@@ -81,7 +79,7 @@ class HKD(nn.Module):
 
     def encode(self, x: Tensor, sigma: Tensor | float) -> list[Tensor]:
         """Latents of every level (bottleneck last) for states x at noise level sigma."""
-        if self.cfg.encoder_time == "blind":
+        if self.cfg.encoder_conditioning == "blind":
             sigma = sigma_hat(x, self.cfg.noise_estimate)
         else:
             sigma = torch.as_tensor(sigma, dtype=torch.float64, device=x.device).reshape(-1).expand(x.shape[0])

@@ -29,12 +29,12 @@ class Objective(nn.Module):
 class HKDTask:
     kind = KIND
 
-    def __init__(self, cfg: HKDConfig, loss: HKDLossConfig, store, times: int, teacher: str | None = None,
+    def __init__(self, cfg: HKDConfig, loss: HKDLossConfig, store, points: int, teacher: str | None = None,
                  init: str | None = None):
         if tuple(store.image_shape) != (cfg.unet.img_channels, cfg.unet.resolution, cfg.unet.resolution):
             raise KoopscopeError(f"trajectory store holds images of shape {tuple(store.image_shape)}, the preset's "
                                  f"network expects {(cfg.unet.img_channels, cfg.unet.resolution, cfg.unet.resolution)}")
-        self.model_cfg, self.loss_cfg, self.store, self.times = cfg, loss, store, times
+        self.model_cfg, self.loss_cfg, self.store, self.points = cfg, loss, store, points
         self.teacher = teacher
         self.net = HKD(cfg)
         if teacher is not None:
@@ -63,11 +63,11 @@ class HKDTask:
         return Objective(net, self.loss_cfg)
 
     def loss(self, objective: nn.Module, batch_size: int, gen: torch.Generator, device):
-        b = self.store.sample(batch_size, self.times, gen)
+        b = self.store.sample(batch_size, self.points, gen)
         return objective(b.x.to(device), self.sigmas[b.index].to(device), b.x0.to(device), gen)
 
     def config(self) -> dict:
-        return {"model": self.model_cfg.to_dict(), "loss": vars(self.loss_cfg), "times": self.times,
+        return {"model": self.model_cfg.to_dict(), "loss": vars(self.loss_cfg), "points": self.points,
                 "image_shape": list(self.store.image_shape), "teacher": self.teacher,
                 **({"init": self.init} if self.init else {})}
 

@@ -11,7 +11,6 @@ preset writes into the repository's figures/ and analyses/results/, its runs und
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,7 +55,7 @@ class Stage:
 def analyses() -> Path:
     folder = ROOT / "analyses"
     if not folder.is_dir():
-        raise KoopscopeError(f"koopscope reproduce runs from a source checkout: no analyses/ beside {ROOT / 'koopscope'}")
+        raise KoopscopeError(f"koopscope reproduce runs from a source checkout: no analyses/ in {ROOT}")
     return folder
 
 
@@ -68,7 +67,7 @@ def plan(preset: str, lay: Layout, threads: int = 1) -> list[Stage]:
     """Every stage of ``preset`` in running order (each one's inputs are earlier stages' outputs or given files)."""
     if preset not in PRESETS:
         raise KoopscopeError(f"unknown preset '{preset}'; choose one of: {', '.join(PRESETS)}")
-    a, n, py = analyses(), COUNTS[preset], sys.executable
+    a, n = analyses(), COUNTS[preset]
     th = ["--threads", str(threads)]
     fig, res = lay.figures, lay.results
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .order import group_sums, sort_by_real
+from .order import block_values, group_sums, sort_by_real
 
 METHODS = ("rank", "quantile")
 
@@ -48,14 +48,11 @@ def block_modes(alpha: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.nda
     """Modes of one level's block generators, sorted by |Re| per location.
 
     alpha, beta: (K, H, W) as stored by KoopmanGenerators. Block k has the eigenvalues
-    alpha_k + i beta_k, alpha_k - i beta_k (one group, as in ``eig.block_eigs``). Returns
+    alpha_k + i beta_k, alpha_k - i beta_k (one group; ``order.block_values``). Returns
     eigenvalues (H, W, 2K) complex128, group ids (H, W, 2K) numbered in order, and the block
     k (latent channels 2k, 2k+1) of every mode.
     """
-    lam = np.empty(np.shape(alpha)[1:] + np.shape(alpha)[:1], np.complex128)
-    lam.real, lam.imag = np.moveaxis(alpha, 0, -1), np.moveaxis(beta, 0, -1)
-    values = np.stack((lam, lam.conj()), -1).reshape(*lam.shape[:-1], -1)
-    ids = np.broadcast_to(np.arange(values.shape[-1]) // 2, values.shape)  # blocks; groups once sorted
+    values, ids = block_values(np.moveaxis(alpha, 0, -1), np.moveaxis(beta, 0, -1))  # blocks; groups once sorted
     order = sort_by_real(values, ids)
     return np.take_along_axis(values, order, -1), ids, np.take_along_axis(ids, order, -1)
 

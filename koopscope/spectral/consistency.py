@@ -190,7 +190,7 @@ def measure(model: HKD, states: torch.Tensor, sigmas: torch.Tensor, batch: int =
               "x": np.arange(validity.shape[3])}
     mse = {k: v / pixels for k, v in one_step.items()}
     meta = {"count": len(states), "threshold": threshold, "verdict_sigma": VERDICT_SIGMA, "band_method": method,
-            "time_convention": model.cfg.time, "encoder_time": model.cfg.encoder_time,
+            "time_axis": model.cfg.time_axis, "encoder_conditioning": model.cfg.encoder_conditioning,
             "noise_estimate": model.cfg.noise_estimate, "one_step_mse": mse["trained"],
             "one_step_mse_no_dynamics": mse["no_dynamics"],
             "dynamics_ratio": mse["no_dynamics"] / mse["trained"] if mse["trained"] > 0 else math.inf,

@@ -36,19 +36,18 @@ class Eig(NamedTuple):
 def block_eigs(alpha: Tensor, beta: Tensor) -> Eig:
     """Eigenpairs of block-diagonal generators with blocks [[alpha_k, -beta_k], [beta_k, alpha_k]].
 
-    alpha, beta: (..., K). Eigenvalues (..., 2K) ordered (alpha_k + i beta_k, alpha_k - i beta_k)
-    per block, eigenvectors (e_2k - i e_2k+1) / sqrt 2 and (e_2k + i e_2k+1) / sqrt 2 (one
-    unitary matrix, independent of the parameters, returned as an expanded view). The two modes
-    of a block form one group even when beta_k = 0, since their coefficients are then conjugate.
+    alpha, beta: (..., K). Eigenvalues and groups as ``order.block_values`` (as tensors of alpha's
+    complex dtype, on its device), eigenvectors (e_2k - i e_2k+1) / sqrt 2 and (e_2k + i e_2k+1) / sqrt 2
+    (one unitary matrix, independent of the parameters, returned as an expanded view).
     """
-    lam = torch.complex(alpha, beta)
-    values = torch.stack((lam, lam.conj()), -1).flatten(-2)
+    values, ids = order.block_values(alpha.detach().cpu().numpy(), beta.detach().cpu().numpy())
+    values = torch.from_numpy(values).to(torch.complex(alpha[..., :1], beta[..., :1]).dtype).to(alpha.device)
+    pair_id = torch.from_numpy(np.ascontiguousarray(ids)).to(alpha.device)
     k = alpha.shape[-1]
     s = 2 ** -0.5
     block = torch.tensor([[s, s], [-1j * s, 1j * s]], dtype=values.dtype, device=values.device)
     vectors = torch.kron(torch.eye(k, dtype=values.dtype, device=values.device), block)
-    pair_id = torch.arange(k, device=values.device).repeat_interleave(2)
-    return Eig(values, vectors.expand(*values.shape, -1), pair_id.expand(values.shape))
+    return Eig(values, vectors.expand(*values.shape, -1), pair_id)
 
 
 def dense_eigs(A: Tensor | np.ndarray) -> Eig:

@@ -125,8 +125,8 @@ def band_reconstructions(model: HKD, seeds: Sequence[int], sigmas: Sequence[floa
             progress(len(seeds[part]))
     coords = {"band": keep, "sigma": ("time", sigmas), "sample": seeds, "level": range(model.levels)}
     meta = {"mode": "cumulative" if cumulative else "isolated", "masked_levels": "all" if level is None else level,
-            "bands": bands, "band_method": method, "path": path, "time": cfg.time,
-            "time_convention": TIME_CONVENTIONS[cfg.time], "sigma_min": cfg.sigma_min, "sigma_max": cfg.sigma_max}
+            "bands": bands, "band_method": method, "path": path, "time_axis": cfg.time_axis,
+            "time_convention": TIME_CONVENTIONS[cfg.time_axis], "sigma_min": cfg.sigma_min, "sigma_max": cfg.sigma_max}
     return xr.Dataset({
         "image": (("band", "time", "sample", "channel", "y", "x"), image.numpy(),
                   {"long_name": "state x_sigma decoded from the kept modes"}),

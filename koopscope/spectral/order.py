@@ -1,4 +1,5 @@
-"""The |Re| order of modes in numpy, shared by the block path and ``dense_eigs``.
+"""The eigenvalues of HKD's 2x2 blocks and the |Re| order of modes, in numpy (shared by the torch-free spectrum,
+``eig.block_eigs`` and ``dense_eigs``).
 
 Modes lie on the last axis; ``pair_id`` (..., n) names each mode's conjugate group, ids < n.
 """
@@ -6,6 +7,18 @@ Modes lie on the last axis; ``pair_id`` (..., n) names each mode's conjugate gro
 from __future__ import annotations
 
 import numpy as np
+
+
+def block_values(alpha, beta) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues of block-diagonal generators with blocks [[alpha_k, -beta_k], [beta_k, alpha_k]].
+
+    alpha, beta: (..., K). Returns eigenvalues (..., 2K) complex128 ordered (alpha_k + i beta_k,
+    alpha_k - i beta_k) per block, and each mode's block k (..., 2K): the two modes of a block form one
+    conjugate group even when beta_k = 0, since their coefficients are then conjugate.
+    """
+    lam = np.asarray(alpha, np.float64) + 1j * np.asarray(beta, np.float64)
+    values = np.stack((lam, lam.conj()), -1).reshape(*lam.shape[:-1], -1)
+    return values, np.broadcast_to(np.arange(values.shape[-1]) // 2, values.shape)
 
 
 def group_sums(x: np.ndarray, pair_id: np.ndarray) -> np.ndarray:

@@ -92,17 +92,17 @@ def load_generators(path: str | Path) -> tuple[list[Generators], HKDConfig]:
 
 
 def spectrum(source: HKD | HierarchicalKoopman | str | Path, bands: int = 3, method: str = "rank",
-             attrs: dict | None = None, time: str = "log") -> xr.Dataset:
+             attrs: dict | None = None, time_axis: str = "log") -> xr.Dataset:
     """Spectrum of an HKD model, an HKD checkpoint, or bare generators, on the exact block path.
 
     A checkpoint is read without torch. A model or checkpoint brings its own time convention and
-    sigma range; bare generators take ``time`` and the default range. Disabled levels (Koopman off,
+    sigma range; bare generators take ``time_axis`` and the default range. Disabled levels (Koopman off,
     hierarchy off) report the operator actually applied: zero.
     """
     attrs = dict(attrs or {})
     if isinstance(source, str | Path):
         levels, cfg = load_generators(source)
-        time = cfg.time
+        time_axis = cfg.time_axis
         attrs = {**checkpoint_attrs(source), **attrs}
     else:
         from ..hkd.model import HKD
@@ -111,13 +111,13 @@ def spectrum(source: HKD | HierarchicalKoopman | str | Path, bands: int = 3, met
         koopman = source.koopman if isinstance(source, HKD) else source
         levels = [Generators(g.alpha.detach().cpu().numpy(), g.beta.detach().cpu().numpy(), g.enabled)
                   for g in koopman.levels]
-        time = cfg.time if cfg else time
+        time_axis = cfg.time_axis if cfg else time_axis
     sigmas = (cfg.sigma_min, cfg.sigma_max) if cfg else (SIGMA_MIN, SIGMA_MAX)
     modes = [LevelModes(*block_modes(g.alpha * g.enabled, g.beta * g.enabled)) for g in levels]
-    return _assemble(modes, time, bands, method, *sigmas, [g.enabled for g in levels], {"path": "block", **attrs})
+    return _assemble(modes, time_axis, bands, method, *sigmas, [g.enabled for g in levels], {"path": "block", **attrs})
 
 
-def spectrum_from_dense(A, bands: int = 3, method: str = "rank", time: str = "log", sigma_min: float = SIGMA_MIN,
+def spectrum_from_dense(A, bands: int = 3, method: str = "rank", time_axis: str = "log", sigma_min: float = SIGMA_MIN,
                         sigma_max: float = SIGMA_MAX, attrs: dict | None = None) -> xr.Dataset:
     """Spectrum of dense real generators (numpy or torch), e.g. a Koopman-CFM generator.
 
@@ -132,11 +132,11 @@ def spectrum_from_dense(A, bands: int = 3, method: str = "rank", time: str = "lo
             raise ValueError(f"expected a generator of shape (n, n), (B, n, n) or (h, w, n, n), got {tuple(a.shape)}")
         eig = dense_eigs(a.reshape((1,) * (4 - a.ndim) + tuple(a.shape)))
         levels.append(LevelModes(eig.values.cpu().numpy(), eig.pair_id.cpu().numpy(), None))
-    return _assemble(levels, time, bands, method, sigma_min, sigma_max, [True] * len(levels),
+    return _assemble(levels, time_axis, bands, method, sigma_min, sigma_max, [True] * len(levels),
                      {"path": "dense", **(attrs or {})})
 
 
-def _assemble(levels: list[LevelModes], time: str, n: int, method: str, sigma_min: float, sigma_max: float,
+def _assemble(levels: list[LevelModes], time_axis: str, n: int, method: str, sigma_min: float, sigma_max: float,
               active: list[bool], attrs: dict) -> xr.Dataset:
     names = band_names(n)
     if method not in METHODS:
@@ -153,7 +153,7 @@ def _assemble(levels: list[LevelModes], time: str, n: int, method: str, sigma_mi
         eig[i, :h, :w, :m], pair[i, :h, :w, :m], band[i, :h, :w, :m] = lm.values, lm.pair, b
         if lm.block is not None:
             block[i, :h, :w, :m] = lm.block
-    dtau = delta_tau(float(sigma_max), float(sigma_min), time)
+    dtau = delta_tau(float(sigma_max), float(sigma_min), time_axis)
     rate, decay = np.abs(eig.real), eig.real * -np.sign(dtau)
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         growth = np.exp(eig.real * dtau)
@@ -186,7 +186,7 @@ def _assemble(levels: list[LevelModes], time: str, n: int, method: str, sigma_mi
               "mode": np.arange(full[3]), "band": names, "edge": np.arange(n - 1),
               "height": ("level", [s[0] for s in shapes]), "width": ("level", [s[1] for s in shapes]),
               "dim": ("level", [s[2] for s in shapes]), "active": ("level", np.array(active, dtype=bool))}
-    meta = {"time": time, "time_convention": TIME_CONVENTIONS[time], "sigma_min": float(sigma_min),
+    meta = {"time_axis": time_axis, "time_convention": TIME_CONVENTIONS[time_axis], "sigma_min": float(sigma_min),
             "sigma_max": float(sigma_max), "dtau": dtau, "bands": n, "band_method": method,
             "layout": "levels padded to a common (y, x, mode) shape with NaN / -1; `valid` marks real modes",
             "koopscope_version": __version__}

@@ -55,7 +55,7 @@ class TrainConfig:
     ema_halflife: float = 50_000   # in images
     ema_rampup: float = 0.05  # half-life at most this fraction of images seen so far
     grad_clip: float = 0.0    # 0 = off
-    amp: str = "none"         # "none" | "bf16"
+    amp: str = "none"         # one of AMP: "bf16" autocasts the loss to bfloat16 (CPU with AVX512-BF16/AMX, or GPU)
     log_every: int = 20
     ckpt_every: int = 500
     sample_every: int = 0     # 0 = only at the end
@@ -64,9 +64,14 @@ class TrainConfig:
     threads: int = 0          # torch CPU threads per process, 0 = leave as is
 
 
+AMP = ("none", "bf16")
+
 # The smallest value each setting allows.
 _LOWEST = {"steps": 1, "batch": 1, "warmup": 0, "log_every": 1, "ckpt_every": 1, "sample_every": 0, "grid": 0,
            "threads": 0}
+# options.json keys of runs started before HKD's settings were renamed (checkpoints: HKDConfig.from_dict)
+_RENAMED = {"model.model.time": "model.model.time_axis", "model.model.encoder_time": "model.model.encoder_conditioning",
+            "model.times": "model.points"}
 # Settings a resumed run may change; anything else in options.json must match the run's start.
 _RESUMABLE = {"train.steps", "train.threads", "train.log_every", "train.ckpt_every", "train.sample_every",
               "train.grid", "world_size"}   # world size: checked against the checkpoint
@@ -91,6 +96,37 @@ def ema_beta(step: int, batch: int, cfg: TrainConfig) -> float:
     return 0.5 ** (batch / max(halflife, 1e-8))
 
 
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """The learning rate of (0-based) `step`: linear warm-up to cfg.lr over cfg.warmup steps."""
+    return cfg.lr * min(1.0, (step + 1) / max(cfg.warmup, 1))
+
+
+def train_step(task: Task, model: nn.Module, net: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer,
+               cfg: TrainConfig, step: int, local_batch: int, gen: torch.Generator,
+               device: torch.device) -> tuple[torch.Tensor, dict]:
+    """One optimizer step (0-based `step`): warm-up lr, the loss of `model` (bf16 autocast if cfg.amp), backward,
+    non-finite gradients zeroed or capped, clipping, Adam on `net`, EMA update; returns (loss, terms)."""
+    for g in opt.param_groups:
+        g["lr"] = lr_at(step, cfg)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):
+        loss, terms = task.loss(model, local_batch, gen, device)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    for p in net.parameters():
+        if p.grad is not None:
+            torch.nan_to_num_(p.grad, nan=0.0, posinf=1e5, neginf=-1e5)
+    if cfg.grad_clip:
+        nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+    opt.step()
+    beta = ema_beta(step, cfg.batch, cfg)
+    with torch.no_grad():
+        for pe, p in zip(ema.parameters(), net.parameters()):
+            pe.lerp_(p.detach(), 1 - beta)
+        for be, b in zip(ema.buffers(), net.buffers()):
+            be.copy_(b)
+    return loss, terms
+
+
 def _rng_tensors(gen: torch.Generator) -> dict[str, torch.Tensor]:
     states = {"torch": torch.get_rng_state(), "gen": gen.get_state()}
     out = {}
@@ -107,6 +143,8 @@ def check_config(cfg: TrainConfig) -> None:
             raise KoopscopeError(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(cfg, name)}")
     if not (math.isfinite(cfg.lr) and cfg.lr > 0):
         raise KoopscopeError(f"--lr must be a positive number, got {cfg.lr}")
+    if cfg.amp not in AMP:
+        raise KoopscopeError(f"amp must be one of: {', '.join(AMP)}; got {cfg.amp!r}")
 
 
 def train(task: Task, cfg: TrainConfig, out: str | Path, resume: bool = False, preset: str = "",
@@ -189,25 +227,8 @@ def _train(task: Task, cfg: TrainConfig, out: Path, resume: bool, preset: str, p
     log = open(out / "log.jsonl", "a") if rank == 0 else None
     try:
         while step < cfg.steps:
-            lr = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup, 1))
-            for g in opt.param_groups:
-                g["lr"] = lr
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):
-                loss, terms = task.loss(model, local_batch, gen, device)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            for p in net.parameters():
-                if p.grad is not None:
-                    torch.nan_to_num_(p.grad, nan=0.0, posinf=1e5, neginf=-1e5)
-            if cfg.grad_clip:
-                nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
-            opt.step()
-            beta = ema_beta(step, cfg.batch, cfg)
-            with torch.no_grad():
-                for pe, p in zip(ema.parameters(), net.parameters()):
-                    pe.lerp_(p.detach(), 1 - beta)
-                for be, b in zip(ema.buffers(), net.buffers()):
-                    be.copy_(b)
+            lr = lr_at(step, cfg)
+            loss, terms = train_step(task, model, net, ema, opt, cfg, step, local_batch, gen, device)
             step += 1
             if step % cfg.log_every == 0 or step == cfg.steps:
                 terms = {k: D.mean(float(v)) for k, v in {"loss": loss.detach(), **terms}.items()}
@@ -288,6 +309,9 @@ def _check_same_run(path: Path, options: dict) -> None:
     sample-grid settings (train.log_every, train.ckpt_every, train.sample_every, train.grid).
     """
     was, now = _flat(json.loads(path.read_text())), _flat(json.loads(strict_json(options)))
+    was = {_RENAMED.get(k, k): v for k, v in was.items()}
+    if was.get("model.model.time_axis") == "sigma":
+        was["model.model.time_axis"] = "linear"
     diff = [f"{k}={was.get(k)!r}, now {now.get(k)!r}" for k in sorted(was.keys() | now.keys())
             if k not in _RESUMABLE and was.get(k) != now.get(k)]
     if diff:

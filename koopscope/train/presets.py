@@ -70,26 +70,26 @@ def teacher_preset(name: str) -> TeacherPreset:
 class HKDPreset:
     teacher: str                 # the teacher preset whose network HKD reuses
     train: TrainConfig
-    times: int = 4               # s: time points per trajectory (T plus s-1 grid times)
+    points: int = 4              # s: time points per trajectory (T plus s-1 grid times)
     distance: str = "mse"
-    encoder_time: str = "blind"  # "sigma" | "blind" (docs/method.md §4; blind + intermediate: see analyses)
+    encoder_conditioning: str = "blind"  # "sigma" | "blind" (docs/method.md §4)
     intermediate: float = 1.0    # weight of intermediate-state supervision (0 = paper objective)
     latent: float = 1.0          # weight of latent consistency (0 = paper objective; docs/method.md §5)
     noise_estimate: str = "haar"  # the blind encoder's noise-level estimate
-    time: str = "log"            # the generators' time variable
+    time_axis: str = "log"       # what the generators act on: "log" (ln sigma) | "linear" (sigma)
 
 
 HKD_PRESETS: dict[str, HKDPreset] = {
-    "smoke": HKDPreset(teacher="smoke", times=3,
+    "smoke": HKDPreset(teacher="smoke", points=3,
                        train=TrainConfig(steps=300, batch=16, lr=1e-3, warmup=10, ema_halflife=500, log_every=10,
                                          ckpt_every=100, grid=16)),
-    "fashion": HKDPreset(teacher="fashion", times=3,  # ~1.7 s/step on one CPU core
+    "fashion": HKDPreset(teacher="fashion", points=3,  # ~1.7 s/step on one CPU core
                          train=TrainConfig(steps=4000, batch=32, lr=3e-4, warmup=100, ema_halflife=10_000,
                                            log_every=20, ckpt_every=100, sample_every=500, grad_clip=1.0)),
-    "cifar10": HKDPreset(teacher="cifar10", times=4, distance="huber",
+    "cifar10": HKDPreset(teacher="cifar10", points=4, distance="huber",
                          train=TrainConfig(steps=200_000, batch=256, lr=1e-3, warmup=5000, ema_halflife=500_000,
                                            ckpt_every=5000, sample_every=10_000, amp="bf16")),
-    "ffhq64": HKDPreset(teacher="ffhq64", times=4, distance="huber",
+    "ffhq64": HKDPreset(teacher="ffhq64", points=4, distance="huber",
                         train=TrainConfig(steps=200_000, batch=64, lr=1e-3, warmup=5000, ema_halflife=500_000,
                                           ckpt_every=5000, sample_every=10_000, amp="bf16")),
 }
