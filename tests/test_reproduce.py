@@ -112,3 +112,15 @@ def test_committed_fashion_numbers_match_the_current_code(tmp_path):
         fresh = json.loads((tmp_path / "results" / name).read_text())
         committed = json.loads((ROOT / "analyses" / "results" / name).read_text())
         assert not numbers(fresh, committed), (name, numbers(fresh, committed)[:10])
+
+
+def test_a_figure_saved_twice_is_the_same_bytes(tmp_path):
+    """No date in the PDF: a rerun that draws the same figure leaves the committed files unchanged."""
+    from koopscope.io.figures import pyplot, save_figure
+
+    for name in ("a", "b"):
+        fig, ax = pyplot().subplots()
+        ax.plot([1, 3, 2])
+        save_figure(fig, tmp_path / f"{name}.png")
+    for suffix in (".png", ".pdf"):
+        assert (tmp_path / f"a{suffix}").read_bytes() == (tmp_path / f"b{suffix}").read_bytes()

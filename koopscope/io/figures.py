@@ -39,6 +39,7 @@ def save_figure(fig, path: str | Path, pdf: bool = True, dpi: int = 150) -> list
     paths = [path] + ([path.with_suffix(".pdf")] if pdf else [])
     for p in paths:
         with atomic_path(p) as tmp:
-            fig.savefig(tmp, format=p.suffix[1:], dpi=dpi, bbox_inches="tight")
+            fig.savefig(tmp, format=p.suffix[1:], dpi=dpi, bbox_inches="tight",   # no date: the same figure,
+                        metadata={"CreationDate": None} if p.suffix == ".pdf" else None)   # the same bytes
     pyplot().close(fig)
     return paths
