@@ -56,13 +56,15 @@ def teacher(
     threads: int = typer.Option(0, help="CPU threads per process (0 = torch default)."),
     seed: int | None = typer.Option(None, help="Override the preset's seed."),
     grid: int | None = typer.Option(None, help="Images per sample grid (0 = no grids)."),
+    amp: str | None = typer.Option(None, help="none | bf16: autocast the loss to bfloat16 (GPU, or a CPU with "
+                                              "AVX512-BF16/AMX; default: the preset's)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ):
     """Train an EDM teacher on a preset's dataset."""
     from ..pipeline import teacher_task
     from ..train.presets import teacher_preset
 
-    cfg = _config(teacher_preset(preset).train, threads, steps=steps, batch=batch, seed=seed, grid=grid)
+    cfg = _config(teacher_preset(preset).train, threads, steps=steps, batch=batch, seed=seed, grid=grid, amp=amp)
     path = _train(lambda: teacher_task(preset, data_root)[0], cfg, out, resume, preset, progress)
     if _rank0():
         print(f"teacher: {path}")
@@ -97,6 +99,8 @@ def hkd(
     grid: int | None = typer.Option(None, help="Images per sample grid (0 = no grids)."),
     threads: int = typer.Option(0, help="CPU threads per process (0 = torch default)."),
     seed: int | None = typer.Option(None, help="Override the preset's seed."),
+    amp: str | None = typer.Option(None, help="none | bf16: autocast the loss to bfloat16 (GPU, or a CPU with "
+                                              "AVX512-BF16/AMX; default: the preset's)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ):
     """Distil a teacher's trajectories into a Hierarchical Koopman Diffusion model."""
@@ -104,7 +108,8 @@ def hkd(
     from ..pipeline import hkd_task
     from ..train.presets import hkd_preset
 
-    cfg = _config(hkd_preset(preset).train, threads, steps=steps, batch=batch, seed=seed, grid=grid, lr=lr)
+    cfg = _config(hkd_preset(preset).train, threads, steps=steps, batch=batch, seed=seed, grid=grid, lr=lr,
+                  amp=amp)
     if points is not None and points < 1:
         raise KoopscopeError(f"--points must be at least 1, got {points}")
     for name, weight in (("--intermediate", intermediate), ("--latent", latent)):

@@ -144,7 +144,7 @@ def check_config(cfg: TrainConfig) -> None:
     if not (math.isfinite(cfg.lr) and cfg.lr > 0):
         raise KoopscopeError(f"--lr must be a positive number, got {cfg.lr}")
     if cfg.amp not in AMP:
-        raise KoopscopeError(f"amp must be one of: {', '.join(AMP)}; got {cfg.amp!r}")
+        raise KoopscopeError(f"--amp must be one of: {', '.join(AMP)}; got {cfg.amp!r}")
 
 
 def train(task: Task, cfg: TrainConfig, out: str | Path, resume: bool = False, preset: str = "",
