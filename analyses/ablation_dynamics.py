@@ -1,6 +1,6 @@
 """Which HKD choices make the Koopman dynamics carry the generation (docs/method.md §4)?
 
-Short HKD runs on one teacher and trajectory store, encoder_time sigma|blind x intermediate 0|1 (the
+Short HKD runs on one teacher and trajectory store, encoder_conditioning sigma|blind x intermediate 0|1 (the
 rest from the preset), each trained with koopscope.train.loop.train, then measured on held-out teacher
 trajectories (seeds after the training store's, generated once with the store's settings):
 
@@ -43,7 +43,7 @@ def heldout_store(teacher: Path, store, out: Path, count: int):
     return TrajectoryStore(out)
 
 
-def train_run(args, name: str, encoder_time: str, intermediate: float) -> Path:
+def train_run(args, name: str, conditioning: str, intermediate: float) -> Path:
     """Train (or finish) one configuration; returns its model.safetensors."""
     from koopscope.io.checkpoint import read_meta
     from koopscope.pipeline import hkd_task, resumable
@@ -56,7 +56,7 @@ def train_run(args, name: str, encoder_time: str, intermediate: float) -> Path:
         return run / "model.safetensors"
     torch.manual_seed(hkd_preset(args.preset).train.seed)
     # the paper's objective plus intermediate supervision (no latent consistency: this ablation predates it)
-    task, cfg = hkd_task(args.preset, args.trajectories, args.teacher, encoder_conditioning=encoder_time,
+    task, cfg = hkd_task(args.preset, args.trajectories, args.teacher, encoder_conditioning=conditioning,
                          intermediate=intermediate, latent=0.0)
     cfg = replace(cfg, steps=args.steps, threads=args.threads, grid=16)
     return train(task, cfg, run, resume=resumable(run), preset=args.preset, progress=args.progress)
@@ -154,7 +154,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="training steps per run (default: the preset's)")
     ap.add_argument("--heldout", type=int, default=64, help="held-out teacher trajectories to measure on")
     ap.add_argument("--fid", type=int, default=0, help="also FID of this many one-step samples per run")
-    ap.add_argument("--encoder-times", nargs="+", default=["sigma", "blind"])
+    ap.add_argument("--encoder-conditionings", nargs="+", default=["sigma", "blind"])
     ap.add_argument("--intermediates", nargs="+", type=float, default=[0.0, 1.0])
     ap.add_argument("--out-dir", type=Path, default=None, help="runs folder (default runs/ablation_dynamics-PRESET)")
     ap.add_argument("--results", type=Path, default=ROOT / "analyses/results/ablation_dynamics.json")
@@ -188,7 +188,7 @@ def main() -> None:
                "heldout": {"path": str(heldout.path), "count": len(heldout),
                            "seeds": [int(heldout.seeds.min()), int(heldout.seeds.max()) + 1]},
                "mean_image_mse": float((targets - finals.mean(0)).pow(2).mean()), "runs": {}}
-    for et in args.encoder_times:
+    for et in args.encoder_conditionings:
         for w in args.intermediates:
             name = f"{et}-mid{w:g}"
             t0 = time.perf_counter()

@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from koopscope.hkd.config import HKDConfig
+from koopscope.hkd.config import HKDConfig, current_names
 from koopscope.io.atomic import write_json
 from koopscope.io.checkpoint import annotate
 from koopscope.io.meta import read_meta, sha256
@@ -34,14 +34,12 @@ def final_losses(run: Path, step: int, last: int = 10) -> dict:
 
 def train_command(meta: dict, teacher: Path, out: Path) -> str:
     """The `koopscope train hkd` call that reproduces the checkpoint's config and step count."""
-    cfg, prov = meta["config"], meta["provenance"]
+    cfg, prov = current_names(meta["config"]), meta["provenance"]
     model, loss = HKDConfig.from_dict(cfg["model"]), cfg["loss"]
     flags = {"--trajectories": prov["trajectories"], "--teacher": teacher, "--init": cfg.get("init"),
              "--encoder-conditioning": model.encoder_conditioning, "--noise-estimate": model.noise_estimate,
              "--intermediate": loss["intermediate"], "--latent": loss.get("latent", 0.0),
-             "--distance": loss["distance"],
-             "--points": cfg.get("points", cfg.get("times")),  # "times": runs before the rename
-             "--steps": prov["step"], "--out": out}
+             "--distance": loss["distance"], "--points": cfg["points"], "--steps": prov["step"], "--out": out}
     return " ".join([f"koopscope train hkd --preset {prov['preset']}",
                      *(f"{k} {v}" for k, v in flags.items() if v is not None)])
 

@@ -342,14 +342,19 @@ def test_warm_start_from_a_trained_student(chain, trained):
 
 
 def test_checkpoints_from_before_the_renames_load():
-    """The shipped model's header still says time / encoder_time; they read as time_axis / encoder_conditioning."""
+    """The shipped model's header still says time / encoder_time / times; they read as time_axis /
+    encoder_conditioning / points."""
+    from koopscope.hkd.config import current_names
     from koopscope.hkd.task import load_hkd
     from koopscope.io.meta import read_meta
     from koopscope.models import default_checkpoint
 
     path = default_checkpoint()[0]
-    old = read_meta(path)["config"]["model"]
-    assert old["time"] == "log" and old["encoder_time"] == "blind"
+    record = read_meta(path)["config"]
+    old = record["model"]
+    assert old["time"] == "log" and old["encoder_time"] == "blind" and record["times"] == 3
+    now = current_names(record)
+    assert now["points"] == 3 and "times" not in now and now["model"]["encoder_conditioning"] == "blind"
     cfg = load_hkd(path)[0].cfg
     assert cfg.time_axis == "log" and cfg.encoder_conditioning == "blind"
     d = cfg.to_dict()

@@ -168,6 +168,23 @@ def test_netcdf_round_trip(model, tmp_path):
         assert all(back[k].dtype == ds[k].dtype for k in ds.variables)
 
 
+def test_files_from_before_the_renames_load_in_todays_names(model, tmp_path):
+    """Spectra and band reconstructions said time (tau = sigma: "sigma"); consistency files kept the time
+    axis in time_convention and said encoder_time."""
+    ds = spectrum(model)
+    old = ds.assign_attrs(time="sigma")
+    del old.attrs["time_axis"]
+    back = load_spectrum(save_spectrum(old, tmp_path / "s.nc"))
+    assert back.attrs["time_axis"] == "linear" and "time" not in back.attrs
+    assert back.attrs["time_convention"] == ds.attrs["time_convention"]
+    cons = xr.Dataset({"fidelity": ("time", [0.1, 0.2])}, {"time": [80.0, 1.0]},
+                      {"time_convention": "log", "encoder_time": "blind"})
+    back = load_spectrum(save_spectrum(cons, tmp_path / "c.nc"))
+    assert {k: back.attrs[k] for k in ("time_axis", "encoder_conditioning")} == {"time_axis": "log",
+                                                                               "encoder_conditioning": "blind"}
+    assert "time_convention" not in back.attrs and "time" in back.coords
+
+
 def plain_decodings(model, seeds, sigmas):
     cfg = model.cfg
     z_T = model.encode(seeded_noise(seeds, (1, 8, 8)) * cfg.sigma_max, cfg.sigma_max)

@@ -14,10 +14,11 @@ from ..diffusion.config import SIGMA_MAX, SIGMA_MIN, UNetConfig
 KIND = "hkd"
 TIME_CONVENTIONS = {"log": "generator acts on tau = ln(sigma)", "linear": "generator acts on tau = sigma"}
 ENCODER_CONDITIONINGS = ("sigma", "blind")
-# checkpoints written before the renames: old key -> new key, and the time axis once called "sigma"
-LEGACY_KEYS = {"time": "time_axis", "encoder_time": "encoder_conditioning"}
-LEGACY_TIME_AXES = {"sigma": "linear"}
 NOISE_ESTIMATES = ("haar", "energy")
+# Names from before the renames, old -> new: mapped by ``current_names`` alone, so that checkpoints, run
+# folders and saved datasets written before them still load and resume.
+LEGACY_KEYS = {"time": "time_axis", "encoder_time": "encoder_conditioning", "times": "points"}
+LEGACY_TIME_AXES = {"sigma": "linear"}
 
 
 @dataclass
@@ -39,8 +40,7 @@ class HKDConfig:
     @classmethod
     def from_dict(cls, d: dict) -> HKDConfig:
         # checkpoints written before the noise estimate was a choice used the energy estimate
-        d = {"noise_estimate": "energy", **{LEGACY_KEYS.get(k, k): v for k, v in d.items()}}
-        d["time_axis"] = LEGACY_TIME_AXES.get(d.get("time_axis"), d.get("time_axis", "log"))
+        d = {"noise_estimate": "energy", **current_names(d)}
         return cls(**{**d, "unet": UNetConfig.from_dict(d["unet"])})
 
     def dt(self, sigma_from, sigma_to):
@@ -51,6 +51,20 @@ class HKDConfig:
         """Per level (bottleneck last), whether it carries dynamics: all, or only the bottleneck."""
         n = len(self.unet.level_shapes())
         return [self.hierarchy or i == n - 1 for i in range(n)]
+
+
+def current_names(record: dict) -> dict:
+    """HKD settings written before the renames, in today's names: an HKDConfig dict, an HKD task record
+    (its "model" too), or a saved dataset's attrs (consistency files kept the time axis in time_convention)."""
+    d = dict(record)
+    if d.get("time_convention") in TIME_CONVENTIONS.keys() | LEGACY_TIME_AXES.keys():
+        d["time_axis"] = d.pop("time_convention")
+    d = {LEGACY_KEYS.get(k, k): v for k, v in d.items()}
+    if "time_axis" in d:
+        d["time_axis"] = LEGACY_TIME_AXES.get(d["time_axis"], d["time_axis"])
+    if isinstance(d.get("model"), dict):
+        d["model"] = current_names(d["model"])
+    return d
 
 
 def tau(sigma, kind: str = "log"):

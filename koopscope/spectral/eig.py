@@ -41,7 +41,7 @@ def block_eigs(alpha: Tensor, beta: Tensor) -> Eig:
     (one unitary matrix, independent of the parameters, returned as an expanded view).
     """
     values, ids = order.block_values(alpha.detach().cpu().numpy(), beta.detach().cpu().numpy())
-    values = torch.from_numpy(values).to(torch.complex(alpha[..., :1], beta[..., :1]).dtype).to(alpha.device)
+    values = torch.from_numpy(values).to(alpha.device, alpha.dtype.to_complex())
     pair_id = torch.from_numpy(np.ascontiguousarray(ids)).to(alpha.device)
     k = alpha.shape[-1]
     s = 2 ** -0.5

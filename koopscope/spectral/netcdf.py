@@ -12,6 +12,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import KoopscopeError
+from ..hkd.config import current_names
 from ..io.atomic import atomic_path
 
 PARTS = ("real", "imag")
@@ -35,7 +36,8 @@ def save_spectrum(ds: xr.Dataset, path: str | Path) -> Path:
 
 
 def load_spectrum(path: str | Path) -> xr.Dataset:
-    """Read a Dataset written by ``save_spectrum`` into memory."""
+    """Read a Dataset written by ``save_spectrum`` into memory (attrs of files from before the renames in
+    today's names)."""
     try:
         raw = xr.load_dataset(path, engine="h5netcdf")
     except (OSError, ValueError) as e:
@@ -49,4 +51,4 @@ def load_spectrum(path: str | Path) -> xr.Dataset:
             base = name[: -len("_real")]
             attrs = {k: v for k, v in var.attrs.items() if k != "complex_part"}
             data[base] = (var.dims, var.values + 1j * raw[f"{base}_imag"].values, attrs)
-    return xr.Dataset(data, raw.coords, raw.attrs)
+    return xr.Dataset(data, raw.coords, current_names(raw.attrs))

@@ -32,6 +32,8 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, KoopscopeError
+from ..hkd.config import KIND as HKD_KIND
+from ..hkd.config import current_names
 from ..io.atomic import atomic_path, strict_json, write_json
 from ..io.checkpoint import (
     load_checkpoint,
@@ -69,9 +71,6 @@ AMP = ("none", "bf16")
 # The smallest value each setting allows.
 _LOWEST = {"steps": 1, "batch": 1, "warmup": 0, "log_every": 1, "ckpt_every": 1, "sample_every": 0, "grid": 0,
            "threads": 0}
-# options.json keys of runs started before HKD's settings were renamed (checkpoints: HKDConfig.from_dict)
-_RENAMED = {"model.model.time": "model.model.time_axis", "model.model.encoder_time": "model.model.encoder_conditioning",
-            "model.times": "model.points"}
 # Settings a resumed run may change; anything else in options.json must match the run's start.
 _RESUMABLE = {"train.steps", "train.threads", "train.log_every", "train.ckpt_every", "train.sample_every",
               "train.grid", "world_size"}   # world size: checked against the checkpoint
@@ -308,10 +307,10 @@ def _check_same_run(path: Path, options: dict) -> None:
     Allowed to change: train.steps (to extend a run), train.threads, and the log, checkpoint and
     sample-grid settings (train.log_every, train.ckpt_every, train.sample_every, train.grid).
     """
-    was, now = _flat(json.loads(path.read_text())), _flat(json.loads(strict_json(options)))
-    was = {_RENAMED.get(k, k): v for k, v in was.items()}
-    if was.get("model.model.time_axis") == "sigma":
-        was["model.model.time_axis"] = "linear"
+    was = json.loads(path.read_text())
+    if was.get("kind") == HKD_KIND:   # runs started before HKD's settings were renamed
+        was["model"] = current_names(was["model"])
+    was, now = _flat(was), _flat(json.loads(strict_json(options)))
     diff = [f"{k}={was.get(k)!r}, now {now.get(k)!r}" for k in sorted(was.keys() | now.keys())
             if k not in _RESUMABLE and was.get(k) != now.get(k)]
     if diff:
