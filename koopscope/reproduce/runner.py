@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import KoopscopeError
+from ..io.meta import sha256
 from .stages import ROOT, Layout, Stage
 
 MANIFEST = "reproduce.json"
@@ -33,34 +34,27 @@ class Status:
 
 
 def _file_hash(path: Path, cache: dict) -> str:
+    """``io.meta.sha256`` of a file, once per (path, size, mtime) within a run."""
     st = path.stat()
     tag = (str(path), st.st_size, st.st_mtime_ns)
     if tag not in cache:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        cache[tag] = h.hexdigest()
+        cache[tag] = sha256(path)
     return cache[tag]
 
 
-def content_hash(path: Path, cache: dict) -> str:
-    """sha256 of a file, or of a folder's files (relative names and contents, sorted)."""
+def content_hash(path: Path, cache: dict, pattern: str = "*") -> str:
+    """sha256 of a file, or of a folder's files matching ``pattern`` (relative names and contents, sorted)."""
     if path.is_file():
         return _file_hash(path, cache)
     h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
+    for f in sorted(p for p in path.rglob(pattern) if p.is_file() and not p.name.startswith(".")):
         h.update(f"{f.relative_to(path)}\0{_file_hash(f, cache)}\0".encode())
     return h.hexdigest()
 
 
 def code_version(cache: dict) -> str:
     """sha256 of the koopscope package's Python sources."""
-    pkg = ROOT / "koopscope"
-    h = hashlib.sha256()
-    for f in sorted(pkg.rglob("*.py")):
-        h.update(f"{f.relative_to(pkg)}\0{_file_hash(f, cache)}\0".encode())
-    return h.hexdigest()
+    return content_hash(ROOT / "koopscope", cache, "*.py")
 
 
 def _portable(arg: str, lay: Layout) -> str:
@@ -92,19 +86,21 @@ def read_manifest(lay: Layout) -> dict:
         raise KoopscopeError(f"{path} is not valid JSON: delete it to rerun every stage") from None
 
 
-def statuses(stages: list[Stage], lay: Layout, cache: dict | None = None) -> list[Status]:
-    """Each stage's key now and whether its recorded outputs are current."""
-    cache = {} if cache is None else cache
+def status(stage: Stage, lay: Layout, code: str, manifest: dict, cache: dict) -> Status:
+    """The stage's key now and whether its recorded outputs are current."""
+    key = stage_key(stage, lay, code, cache)
+    rec = manifest.get(stage.name, {})
+    current = key is not None and rec.get("key") == key and all(
+        p.exists() and rec.get("outputs", {}).get(_portable(str(p), lay)) == content_hash(p, cache)
+        for p in stage.outputs)
+    return Status(stage, key, current)
+
+
+def statuses(stages: list[Stage], lay: Layout) -> list[Status]:
+    """Every stage's status (one code version and one manifest read for all)."""
+    cache: dict = {}
     code, manifest = code_version(cache), read_manifest(lay)
-    out = []
-    for s in stages:
-        key = stage_key(s, lay, code, cache)
-        rec = manifest.get(s.name, {})
-        current = (key is not None and rec.get("key") == key and all(
-            p.exists() and rec.get("outputs", {}).get(_portable(str(p), lay)) == content_hash(p, cache)
-            for p in s.outputs))
-        out.append(Status(s, key, current))
-    return out
+    return [status(s, lay, code, manifest, cache) for s in stages]
 
 
 def run_stage(stage: Stage, lay: Layout, threads: int) -> float:
@@ -143,24 +139,23 @@ def reproduce(stages: list[Stage], lay: Layout, only: list[str] | None = None, f
         raise KoopscopeError(f"unknown stage {', '.join(unknown)}; stages: {', '.join(names)}")
     chosen = [s for s in stages if not only or s.name in only]
     cache: dict = {}
-    code = code_version(cache)
+    code, manifest = code_version(cache), read_manifest(lay)
     report = []
     with bars(progress) as bar:
         task = bar.add_task("reproduce", total=len(chosen))
         for stage in chosen:
-            status = statuses([stage], lay, cache)[0]
-            if status.current and not force:
+            now = status(stage, lay, code, manifest, cache)
+            if now.current and not force:
                 report.append((stage.name, "current", 0.0))
                 bar.advance(task)
                 continue
-            if status.key is None:
+            if now.key is None:
                 missing = next(str(p) for p in stage.inputs if not p.exists())
                 raise KoopscopeError(f"stage {stage.name} needs {missing}, which an earlier stage makes: "
                                      f"run it first (or drop --only)")
             bar.update(task, description=f"{stage.name}: {stage.about}")
             seconds = run_stage(stage, lay, threads)
-            manifest = read_manifest(lay)
-            manifest[stage.name] = {"key": stage_key(stage, lay, code, cache), "seconds": round(seconds, 1),
+            manifest[stage.name] = {"key": now.key, "seconds": round(seconds, 1),   # a stage leaves its inputs be
                                     "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
                                     "outputs": {_portable(str(p), lay): content_hash(p, cache)
                                                 for p in stage.outputs}}
