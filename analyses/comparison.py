@@ -170,7 +170,7 @@ def teacher_rows(path: Path) -> dict:
     rows = {}
     for r in rec["samplers"]:
         label = TEACHER_LABELS.get((r["solver"], r["steps"]), r["name"])
-        rows[label] = {"label": label, "group": "multi-step", "source": str(path.relative_to(ROOT)),
+        rows[label] = {"label": label, "group": "multi-step", "source": str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path),
                        **{k: r[k] for k in ("fid", "kid_mean", "kid_std", "precision", "recall", "count", "nfe")}}
     return rows
 
