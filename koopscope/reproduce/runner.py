@@ -3,8 +3,9 @@
 A stage is current when the manifest (results/reproduce.json) holds, under its name, the key it would have now
 and every output it recorded is on disk with the recorded sha256. The key hashes the stage's command (paths
 written relative to the layout), the content of its inputs (earlier stages' outputs or given files, folders
-file by file) and the code version: every koopscope/*.py file and the stage's analyses/ script. So an edited
-model, store, script or library reruns what depends on it and nothing else. A stage that fails leaves the
+file by file) and its code version: the content of the stage's entry file and of every module it can import
+(``sources.imported_files``). So an edited model, store, script or library module reruns the stages that
+depend on it and nothing else. A stage that fails leaves the
 manifest as it was (its outputs are written atomically by the stage itself) and stops the run; rerunning
 resumes at it, and a training stage continues its checkpoint.
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from ..errors import KoopscopeError
 from ..io.meta import sha256
+from .sources import imported_files
 from .stages import ROOT, Layout, Stage
 
 MANIFEST = "reproduce.json"
@@ -52,9 +54,15 @@ def content_hash(path: Path, cache: dict, pattern: str = "*") -> str:
     return h.hexdigest()
 
 
-def code_version(cache: dict) -> str:
-    """sha256 of the koopscope package's Python sources."""
-    return content_hash(ROOT / "koopscope", cache, "*.py")
+def code_version(stage: Stage, cache: dict) -> str:
+    """sha256 of the files the stage runs: its entry and what that imports (a command's dispatch included)."""
+    files = imported_files(stage.code, ROOT)
+    if stage.argv[:2] == ["-m", "koopscope"]:
+        files |= {ROOT / "koopscope/__main__.py", ROOT / "koopscope/cli/main.py"}
+    h = hashlib.sha256()
+    for f in sorted(files):
+        h.update(f"{f.relative_to(ROOT)}\0{_file_hash(f, cache)}\0".encode())
+    return h.hexdigest()
 
 
 def _portable(arg: str, lay: Layout) -> str:
@@ -64,11 +72,9 @@ def _portable(arg: str, lay: Layout) -> str:
     return arg
 
 
-def stage_key(stage: Stage, lay: Layout, code: str, cache: dict) -> str | None:
-    h = hashlib.sha256(f"{stage.name}\0{code}\0".encode())
+def stage_key(stage: Stage, lay: Layout, cache: dict) -> str | None:
+    h = hashlib.sha256(f"{stage.name}\0{code_version(stage, cache)}\0".encode())
     h.update("\0".join(_portable(a, lay) for a in stage.argv).encode())
-    if stage.script is not None:
-        h.update(_file_hash(stage.script, cache).encode())
     for p in stage.inputs:
         if not p.exists():
             return None
@@ -86,9 +92,9 @@ def read_manifest(lay: Layout) -> dict:
         raise KoopscopeError(f"{path} is not valid JSON: delete it to rerun every stage") from None
 
 
-def status(stage: Stage, lay: Layout, code: str, manifest: dict, cache: dict) -> Status:
+def status(stage: Stage, lay: Layout, manifest: dict, cache: dict) -> Status:
     """The stage's key now and whether its recorded outputs are current."""
-    key = stage_key(stage, lay, code, cache)
+    key = stage_key(stage, lay, cache)
     rec = manifest.get(stage.name, {})
     current = key is not None and rec.get("key") == key and all(
         p.exists() and rec.get("outputs", {}).get(_portable(str(p), lay)) == content_hash(p, cache)
@@ -97,10 +103,10 @@ def status(stage: Stage, lay: Layout, code: str, manifest: dict, cache: dict) ->
 
 
 def statuses(stages: list[Stage], lay: Layout) -> list[Status]:
-    """Every stage's status (one code version and one manifest read for all)."""
+    """Every stage's status (one manifest read and each file hashed once for all)."""
     cache: dict = {}
-    code, manifest = code_version(cache), read_manifest(lay)
-    return [status(s, lay, code, manifest, cache) for s in stages]
+    manifest = read_manifest(lay)
+    return [status(s, lay, manifest, cache) for s in stages]
 
 
 def run_stage(stage: Stage, lay: Layout, threads: int) -> float:
@@ -139,12 +145,12 @@ def reproduce(stages: list[Stage], lay: Layout, only: list[str] | None = None, f
         raise KoopscopeError(f"unknown stage {', '.join(unknown)}; stages: {', '.join(names)}")
     chosen = [s for s in stages if not only or s.name in only]
     cache: dict = {}
-    code, manifest = code_version(cache), read_manifest(lay)
+    manifest = read_manifest(lay)
     report = []
     with bars(progress) as bar:
         task = bar.add_task("reproduce", total=len(chosen))
         for stage in chosen:
-            now = status(stage, lay, code, manifest, cache)
+            now = status(stage, lay, manifest, cache)
             if now.current and not force:
                 report.append((stage.name, "current", 0.0))
                 bar.advance(task)

@@ -11,7 +11,7 @@ preset writes into the repository's figures/ and analyses/results/, its runs und
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import KoopscopeError
@@ -48,8 +48,8 @@ class Stage:
     argv: list[str]                 # run as `python ARGV...` in the checkout
     inputs: list[Path]              # files or folders whose content keys the stage
     outputs: list[Path]             # files the stage must leave behind
+    code: Path                      # the file it runs (analyses/ script or CLI module): with its imports, its code version
     resume: Path | None = None      # append --resume when this checkpoint exists (an interrupted training run)
-    script: Path | None = field(default=None)   # the analyses/ script, part of the stage's code version
 
 
 def analyses() -> Path:
@@ -72,12 +72,14 @@ def plan(preset: str, lay: Layout, threads: int = 1) -> list[Stage]:
     fig, res = lay.figures, lay.results
 
     def script(name: str, args: list, inputs: list[Path], outputs: list[Path], about: str) -> Stage:
-        return Stage(name, about, [str(a / f"{name_of[name]}.py"), *map(str, args)], inputs, outputs,
-                     script=a / f"{name_of[name]}.py")
+        path = a / f"{name_of[name]}.py"
+        return Stage(name, about, [str(path), *map(str, args)], inputs, outputs, path)
 
     def command(name: str, args: list, inputs: list[Path], outputs: list[Path], about: str,
                 resume: Path | None = None) -> Stage:
-        return Stage(name, about, ["-m", "koopscope", *map(str, args)], inputs, outputs, resume)
+        # every command used here lives in the CLI module of its name (train, trajectories, consistency)
+        return Stage(name, about, ["-m", "koopscope", *map(str, args)], inputs, outputs,
+                     ROOT / "koopscope/cli" / f"{args[0]}.py", resume)
 
     name_of = {"teacher-samples": "fig_teacher_samples", "hkd-samples": "fig_hkd_samples",
                "spectrum": "spectrum_reading", "trajectory": "fig_trajectory", "editing": "fig_editing",
