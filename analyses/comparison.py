@@ -167,10 +167,11 @@ def run_rows(args, name: str) -> dict:
 def teacher_rows(path: Path) -> dict:
     """The teacher's samplers as scored by analyses/eval_teacher.py (same FID code, count and reference)."""
     rec = json.loads(path.read_text())
+    source = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
     rows = {}
     for r in rec["samplers"]:
         label = TEACHER_LABELS.get((r["solver"], r["steps"]), r["name"])
-        rows[label] = {"label": label, "group": "multi-step", "source": str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path),
+        rows[label] = {"label": label, "group": "multi-step", "source": str(source),
                        **{k: r[k] for k in ("fid", "kid_mean", "kid_std", "precision", "recall", "count", "nfe")}}
     return rows
 

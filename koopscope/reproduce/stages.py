@@ -48,7 +48,7 @@ class Stage:
     argv: list[str]                 # run as `python ARGV...` in the checkout
     inputs: list[Path]              # files or folders whose content keys the stage
     outputs: list[Path]             # files the stage must leave behind
-    code: Path                      # the file it runs (analyses/ script or CLI module): with its imports, its code version
+    code: Path                      # the file it runs (script or CLI module); it and its imports: the code version
     resume: Path | None = None      # append --resume when this checkpoint exists (an interrupted training run)
 
 
