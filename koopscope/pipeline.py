@@ -19,15 +19,15 @@ class ChainResult:
     samples: Path
 
 
-def teacher_task(preset: str, data_root: str | Path | None = None):
-    """(TeacherTask, TrainConfig) for a teacher preset, its dataset loaded."""
+def teacher_task(preset: str, data_root: str | Path | None = None, init: str | Path | None = None):
+    """(TeacherTask, TrainConfig) for a teacher preset, its dataset loaded (``init``: warm start weights)."""
     from .data import load_dataset
     from .diffusion.teacher import TeacherTask
     from .train.presets import teacher_preset
 
     p = teacher_preset(preset)
     data = load_dataset(p.dataset, root=data_root, size=p.resolution, flip=p.flip, limit=p.data_limit)
-    return TeacherTask(p.unet, data, p.sampler_steps), p.train
+    return TeacherTask(p.unet, data, p.sampler_steps, init), p.train
 
 
 def hkd_task(preset: str, trajectories: str | Path, teacher: str | Path | None = None,

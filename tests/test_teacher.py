@@ -152,6 +152,24 @@ def test_refuses_to_overwrite_or_resume_nothing(tmp_path, smoke_data):
         _smoke(smoke_data, tmp_path / "other", 10, resume=True)
 
 
+def test_init_continues_a_trained_teacher(tmp_path, smoke_data):
+    from koopscope.errors import KoopscopeError
+    from koopscope.train.presets import teacher_preset
+
+    first = _smoke(smoke_data, tmp_path / "first", 20)
+    p = teacher_preset("smoke")
+    task = TeacherTask(p.unet, smoke_data, p.sampler_steps, init=first)
+    trained, _ = load_teacher(first)
+    assert all(torch.equal(a, b) for a, b in zip(task.net.state_dict().values(), trained.state_dict().values()))
+    out = train(task, replace(p.train, steps=5), tmp_path / "cont", preset="smoke", progress=False)
+    prov = load_teacher(out)[1]["provenance"]
+    assert prov["init"] == str(first) and len(prov["init_sha256"]) == 64 and prov["step"] == 5
+    with pytest.raises(KoopscopeError, match="another network"):
+        TeacherTask(replace(p.unet, channels=p.unet.channels * 2), smoke_data, p.sampler_steps, init=first)
+    r = _cli("train", "teacher", "--init", str(tmp_path / "missing.safetensors"), "--out", str(tmp_path / "x"))
+    assert r.returncode == 2 and "not found" in r.stderr and "Traceback" not in r.stderr
+
+
 def _cli(*args, env=None, **kw):
     return subprocess.run([*KOOPSCOPE, *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, **kw)
 

@@ -50,6 +50,8 @@ def teacher(
     preset: str = typer.Option("smoke", help="smoke | fashion | cifar10 | ffhq64"),
     out: Path = typer.Option(..., help="Run folder (checkpoints, log.jsonl, options.json, samples)."),
     resume: bool = typer.Option(False, help="Continue the run in OUT exactly where it stopped."),
+    init: Path | None = typer.Option(None, help="Warm start from a trained teacher's weights (same network): "
+                                                "continue training it with a fresh optimizer."),
     data_root: Path | None = typer.Option(None, help="Where the dataset files are (default: per dataset)."),
     steps: int | None = typer.Option(None, help="Override the preset's number of steps."),
     batch: int | None = typer.Option(None, help="Override the preset's global batch size."),
@@ -65,7 +67,7 @@ def teacher(
     from ..train.presets import teacher_preset
 
     cfg = _config(teacher_preset(preset).train, threads, steps=steps, batch=batch, seed=seed, grid=grid, amp=amp)
-    path = _train(lambda: teacher_task(preset, data_root)[0], cfg, out, resume, preset, progress)
+    path = _train(lambda: teacher_task(preset, data_root, init)[0], cfg, out, resume, preset, progress)
     if _rank0():
         print(f"teacher: {path}")
 

@@ -44,10 +44,24 @@ class TeacherTask:
 
     kind = KIND
 
-    def __init__(self, unet: UNetConfig, dataset, sampler_steps: int = 18):
+    def __init__(self, unet: UNetConfig, dataset, sampler_steps: int = 18, init: str | Path | None = None):
         self.unet, self.dataset, self.sampler_steps = unet, dataset, sampler_steps
         self.net = build_teacher(unet)
         self.edm_loss = EDMLoss()
+        self.init = None
+        if init is not None:
+            self._warm_start(Path(init))
+
+    def _warm_start(self, init: Path) -> None:
+        """Start from a trained teacher's EMA weights (same network): a continuation with a fresh optimizer."""
+        from ..errors import KoopscopeError
+        from ..io.meta import sha256
+
+        net, meta = load_teacher(init)
+        if UNetConfig.from_dict(meta["config"]["unet"]) != self.unet:
+            raise KoopscopeError(f"--init {init} has another network than this preset's")
+        self.net.load_state_dict(net.state_dict())
+        self.init = {"init": str(init), "init_sha256": sha256(init)}
 
     def wrap(self, net: nn.Module) -> nn.Module:
         return net
@@ -62,7 +76,7 @@ class TeacherTask:
 
     def data_provenance(self) -> dict:
         d = self.dataset
-        return {"dataset": d.name, "split": d.split, "data_hash": d.hash, "data_count": len(d)}
+        return {"dataset": d.name, "split": d.split, "data_hash": d.hash, "data_count": len(d), **(self.init or {})}
 
     def save_samples(self, net: nn.Module, path: Path, count: int) -> None:
         shape = (self.unet.img_channels, self.unet.resolution, self.unet.resolution)
