@@ -45,3 +45,12 @@ def test_fashion_stages_depend_on_what_they_use(tmp_path):
     assert "analyses/fig_teacher_samples.py" in files("hkd-samples")   # a sibling script it imports
     assert "koopscope/spectral/consistency.py" in files("consistency")
     assert stages["consistency"].code == ROOT / "koopscope/cli/consistency.py"
+
+
+def test_paths_are_written_relative_to_the_innermost_folder(tmp_path):
+    from koopscope.reproduce.runner import _portable
+
+    lay = Layout(ROOT / "figures", ROOT / "analyses/results", ROOT.parent, tmp_path / "logs")   # runs holds ROOT
+    assert _portable(str(ROOT / "koopscope/models/x.safetensors"), lay) == "{root}/koopscope/models/x.safetensors"
+    assert _portable(str(ROOT / "figures/a.png"), lay) == "{figures}/a.png"
+    assert _portable(str(ROOT.parent / "traj"), lay) == "{runs}/traj"

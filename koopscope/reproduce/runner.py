@@ -66,8 +66,10 @@ def code_version(stage: Stage, cache: dict) -> str:
 
 
 def _portable(arg: str, lay: Layout) -> str:
-    """An argument with the layout's folders and the checkout written symbolically (keys survive a move)."""
-    for name, folder in (("runs", lay.runs), ("figures", lay.figures), ("results", lay.results), ("root", ROOT)):
+    """An argument with the layout's folders and the checkout written symbolically (keys survive a move); the
+    longest folder first, so a checkout inside the runs folder is still {root}."""
+    folders = {"runs": lay.runs, "figures": lay.figures, "results": lay.results, "root": ROOT}
+    for name, folder in sorted(folders.items(), key=lambda kv: -len(str(kv[1]))):
         arg = arg.replace(str(folder), "{" + name + "}")
     return arg
 
