@@ -44,25 +44,24 @@ def _file_hash(path: Path, cache: dict) -> str:
     return cache[tag]
 
 
-def content_hash(path: Path, cache: dict, pattern: str = "*") -> str:
-    """sha256 of a file, or of a folder's files matching ``pattern`` (relative names and contents, sorted)."""
+def _files_hash(files, base: Path, cache: dict) -> str:
+    """sha256 of files by their names relative to ``base`` and their contents, in sorted order."""
+    h = hashlib.sha256()
+    for f in sorted(files):
+        h.update(f"{f.relative_to(base)}\0{_file_hash(f, cache)}\0".encode())
+    return h.hexdigest()
+
+
+def content_hash(path: Path, cache: dict) -> str:
+    """sha256 of a file, or of a folder's files (relative names and contents, sorted)."""
     if path.is_file():
         return _file_hash(path, cache)
-    h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob(pattern) if p.is_file() and not p.name.startswith(".")):
-        h.update(f"{f.relative_to(path)}\0{_file_hash(f, cache)}\0".encode())
-    return h.hexdigest()
+    return _files_hash((p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")), path, cache)
 
 
 def code_version(stage: Stage, cache: dict) -> str:
-    """sha256 of the files the stage runs: its entry and what that imports (a command's dispatch included)."""
-    files = imported_files(stage.code, ROOT)
-    if stage.argv[:2] == ["-m", "koopscope"]:
-        files |= {ROOT / "koopscope/__main__.py", ROOT / "koopscope/cli/main.py"}
-    h = hashlib.sha256()
-    for f in sorted(files):
-        h.update(f"{f.relative_to(ROOT)}\0{_file_hash(f, cache)}\0".encode())
-    return h.hexdigest()
+    """sha256 of the files the stage runs: its entry and what that imports (each file parsed once per run)."""
+    return _files_hash(imported_files(stage.code, ROOT, cache.setdefault("imports", {})), ROOT, cache)
 
 
 def _portable(arg: str, lay: Layout) -> str:

@@ -52,8 +52,12 @@ def _imported_names(path: Path, module: str) -> set[str]:
     return names
 
 
-def imported_files(entry: Path, package_root: Path) -> set[Path]:
-    """``entry`` and every file of the package under ``package_root`` (or beside ``entry``) it can import."""
+def imported_files(entry: Path, package_root: Path, memo: dict | None = None) -> set[Path]:
+    """``entry`` and every file of the package under ``package_root`` (or beside ``entry``) it can import.
+
+    ``memo`` keeps each file's imports across calls (one run's stages share most of their modules).
+    """
+    memo = {} if memo is None else memo
     roots = [package_root.resolve(), entry.resolve().parent]
     todo, seen = [entry.resolve()], set()
     while todo:
@@ -61,10 +65,17 @@ def imported_files(entry: Path, package_root: Path) -> set[Path]:
         if path in seen:
             continue
         seen.add(path)
-        for name in _imported_names(path, _module_name(path, roots)):
-            parts = name.split(".")
-            for i in range(1, len(parts) + 1):   # the parents' __init__.py run first
-                found = _module_file(".".join(parts[:i]), roots)
-                if found is not None and found not in seen:
-                    todo.append(found)
+        key = (path, *roots)
+        if key not in memo:
+            memo[key] = _imported_files_of(path, roots)
+        todo += memo[key] - seen
     return seen
+
+
+def _imported_files_of(path: Path, roots: list[Path]) -> set[Path]:
+    """The files one file imports directly, with the parent packages' __init__.py (they run first)."""
+    found = set()
+    for name in _imported_names(path, _module_name(path, roots)):
+        parts = name.split(".")
+        found |= {_module_file(".".join(parts[:i]), roots) for i in range(1, len(parts) + 1)}
+    return found - {None}

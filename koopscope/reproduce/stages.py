@@ -77,8 +77,11 @@ def plan(preset: str, lay: Layout, threads: int = 1) -> list[Stage]:
 
     def command(name: str, args: list, inputs: list[Path], outputs: list[Path], about: str,
                 resume: Path | None = None) -> Stage:
-        # every command used here lives in the CLI module of its name (train, trajectories, consistency)
-        return Stage(name, about, ["-m", "koopscope", *map(str, args)], inputs, outputs,
+        # every command used here lives in the CLI module of its name (train, trajectories, consistency); the
+        # entry point that dispatches to it keys the stage as an input (following its imports would take in
+        # every command)
+        dispatch = [ROOT / "koopscope/__main__.py", ROOT / "koopscope/cli/main.py"]
+        return Stage(name, about, ["-m", "koopscope", *map(str, args)], [*inputs, *dispatch], outputs,
                      ROOT / "koopscope/cli" / f"{args[0]}.py", resume)
 
     name_of = {"teacher-samples": "fig_teacher_samples", "hkd-samples": "fig_hkd_samples",
