@@ -53,3 +53,15 @@ $PY analyses/comparison.py --trajectories $S --teacher $TEACHER --runs $R/compar
   --only kd cd hkd hkd-paper hkd-no-hierarchy hkd-koopman-only hkd-neither
 # every figure and table from the shipped models (stages already current are skipped)
 $K reproduce --preset fashion --runs $R --threads "$TH" --no-progress
+# the teacher trained further (warm start from the shipped one, bf16 autocast), a snapshot and an FID point of
+# 2000 samples every 1000 steps; raise TEACHER_CONT_STEPS to go on (figures/fid_vs_steps.png)
+TC=$R/teacher-fashion-cont
+for ((s = 1000; s <= ${TEACHER_CONT_STEPS:-2000}; s += 1000)); do
+  snap=$TC/model-step$(printf %07d $s).safetensors
+  [ -f "$snap" ] && continue
+  $K train teacher --preset fashion --init $TEACHER --amp bf16 --steps $s --out $TC --threads "$TH" --no-progress \
+    --grid 0 $(resume $TC)
+  cp $TC/model.safetensors "$snap"
+done
+$PY analyses/fid_vs_steps.py --label "teacher, Heun 35 NFE" $TEACHER $TC/model-step*.safetensors --count 2000 \
+  --threads "$TH"

@@ -1,54 +1,125 @@
-"""FID of one-step samples at several training steps of one HKD run (is it still improving?).
+"""FID against training images seen, for snapshots along training runs (is a run still improving?).
 
-    python analyses/fid_vs_steps.py runs/hkd-fashion-step2000.safetensors ... [--count 1000]
+    python analyses/fid_vs_steps.py --label "teacher (35 NFE)" RUN/model-step*.safetensors [--count 2000]
+    python analyses/fid_vs_steps.py --plot        # the figure from the saved rows only
 
-Held-out seeds 1,000,000+, against `count` Fashion-MNIST train images at the model's resolution
-(cached). Few samples bias FID upward: compare the rows with each other, not with 5k numbers.
-Writes analyses/results/fid_vs_steps.json.
+Any koopscope checkpoint: a teacher samples with its own sampler (Heun 18 = 35 NFE on the fashion preset),
+HKD and KD in one step, CD in one. Held-out seeds 1,000,000+, against COUNT train images at the model's
+resolution (cached). Images seen are the run's own plus, for a warm start (`train teacher --init`), those of
+the checkpoint it started from when that file is still where the provenance says. Rows accumulate in
+analyses/results/fid_vs_steps.json, keyed by the checkpoint's sha256 and the count, so a run continued over
+sessions only scores its new snapshots; figures/fid_vs_steps.{png,pdf} draws one line per label and count.
+Few samples bias FID upward: compare rows of the same count, not these with 5000-sample numbers.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
-
-import torch
-
-from koopscope.io.atomic import write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def images_seen(meta: dict) -> int:
+    """Training images behind a checkpoint, including those of the checkpoint it was warm-started from."""
+    from koopscope.io.meta import read_meta, sha256
+
+    prov = meta["provenance"]
+    seen = int(prov.get("images_seen", 0))   # an untrained checkpoint has seen none
+    init = Path(prov["init"]) if "init" in prov else None
+    if init is not None and init.is_file() and sha256(init) == prov.get("init_sha256"):
+        seen += images_seen(read_meta(init))
+    return seen
+
+
+def score(path: Path, label: str, count: int, seed: int, ref: str, refs: dict, progress: bool) -> dict:
+    """One row: FID, KID, precision/recall of ``count`` samples of the checkpoint at ``path``."""
+    from koopscope.generators import load_generator
+    from koopscope.io.meta import sha256
+    from koopscope.metrics.samples import evaluate_batches, load_ref
+
+    gen = load_generator(path)
+    size = gen.meta["config"]["image_shape"][-1]
+    if size not in refs:
+        refs[size] = load_ref(ref, count, size, progress=progress)
+    seeds = list(range(seed, seed + count))
+    s = evaluate_batches((gen.draw(seeds[i:i + 250]) for i in range(0, count, 250)), count, refs[size],
+                         progress=progress)
+    return {"label": label, "checkpoint": str(path), "sha256": sha256(path), "kind": gen.kind, "nfe": gen.nfe,
+            "step": gen.meta["provenance"].get("step", 0), "images_seen": images_seen(gen.meta), "count": count,
+            "seeds": [seed, seed + count - 1], "reference": ref,
+            **{k: s[k] for k in ("fid", "kid_mean", "kid_std", "precision", "recall")}}
+
+
+def plot(rows: list[dict], stem: Path) -> None:
+    from koopscope.io.figures import pyplot, save_figure
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for key in sorted({(r["label"], r["count"]) for r in rows}):
+        line = sorted((r["images_seen"], r["fid"]) for r in rows if (r["label"], r["count"]) == key)
+        ax.plot(*zip(*line), marker="o", label=f"{key[0]}, {key[1]} samples")
+    ax.set(xlabel="training images seen", ylabel="FID", title="FID along training")
+    ax.legend(fontsize=7)
+    save_figure(fig, stem)
+
+
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("checkpoints", type=Path, nargs="+")
-    ap.add_argument("--count", type=int, default=1000)
+    ap.add_argument("checkpoints", type=Path, nargs="*")
+    ap.add_argument("--label", help="the curve these checkpoints belong to (required with checkpoints)")
+    ap.add_argument("--count", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=1_000_000)
     ap.add_argument("--ref", default="fashion:train", help="FID reference (dataset:split, as koopscope fid)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--plot", action="store_true", help="only redraw the figure from the saved rows")
     ap.add_argument("--out", type=Path, default=ROOT / "analyses/results/fid_vs_steps.json")
+    ap.add_argument("--figure", type=Path, default=ROOT / "figures/fid_vs_steps")
+    ap.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    if args.checkpoints and not args.label:
+        fail("--label names the curve of these checkpoints")
+    if not args.checkpoints and not args.plot:
+        fail("give checkpoints to score, or --plot")
+    if args.count < 2:
+        fail(f"--count must be at least 2, got {args.count}")
+    for p in args.checkpoints:
+        if not p.is_file():
+            fail(f"no checkpoint at {p}")
 
-    from koopscope.hkd.sample import one_step
-    from koopscope.hkd.task import load_hkd
-    from koopscope.metrics import evaluate
-    from koopscope.metrics.samples import load_ref
+    from koopscope.errors import KoopscopeError
+    from koopscope.io.atomic import write_json
+    from koopscope.io.meta import sha256
 
-    rows, refs = [], {}   # reference features per resolution, loaded once
-    for path in args.checkpoints:
-        model, meta = load_hkd(path)
-        size = model.cfg.unet.resolution
-        if size not in refs:
-            refs[size] = load_ref(args.ref, args.count, size)
-        x = one_step(model, range(args.seed, args.seed + args.count)).clamp(-1, 1)
-        s = evaluate(x, refs[size])
-        rows.append({"checkpoint": str(path), "step": meta["state"]["step"],
-                     **{k: s[k] for k in ("fid", "kid_mean", "kid_std", "precision", "recall")}})
-        print(f"step {rows[-1]['step']:>6}: FID {s['fid']:.2f}, KID {s['kid_mean'] * 1e3:.2f}e-3, "
-              f"P {s['precision']:.3f}, R {s['recall']:.3f}  [{path}]", flush=True)
-    write_json(args.out, {"count": args.count, "seeds": [args.seed, args.seed + args.count - 1],
-                          "reference": args.ref, "rows": rows})
+    rows = json.loads(args.out.read_text())["rows"] if args.out.is_file() else []
+    if args.checkpoints:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        refs: dict = {}
+        for path in args.checkpoints:
+            done = {(r["sha256"], r["count"], r["label"]) for r in rows}
+            if (sha256(path), args.count, args.label) in done:
+                print(f"already scored: {path}", flush=True)
+                continue
+            try:
+                row = score(path, args.label, args.count, args.seed, args.ref, refs, args.progress)
+            except KoopscopeError as e:
+                fail(f"{e}")
+            rows.append(row)
+            write_json(args.out, {"rows": rows})   # each row saved as soon as it is measured
+            print(f"{args.label} step {row['step']:>6} ({row['images_seen']:,} images): FID {row['fid']:.2f}, "
+                  f"KID {row['kid_mean'] * 1e3:.2f}e-3, P {row['precision']:.3f}, R {row['recall']:.3f}", flush=True)
+    if not rows:
+        fail(f"no rows in {args.out} to plot")
+    plot(rows, args.figure)
 
 
 if __name__ == "__main__":

