@@ -4,7 +4,7 @@ same held-out seeds.
 
     python analyses/comparison.py --trajectories STORE --teacher CKPT [--preset fashion] [--ref DATASET:SPLIT]
         [--runs DIR] [--steps 2000] [--milestones 500,1000,2000] [--only kd cd ...] [--count 5000]
-        [--curve-count 2000] [--threads 1] [--report]
+        [--curve-count 2000] [--threads 1] [--report | --speeds]
 
 Rows: the teacher's samplers (from --teacher-rows, eval_teacher.json: the same FID code, count and reference),
 KD, CD at 1 and 2 NFE, HKD with koopscope's default objective, and the paper's HKD ablations (paper objective:
@@ -13,7 +13,9 @@ sessions; finished milestones are not retrained): at each milestone its EMA mode
 model-step<N>.safetensors and scored with --curve-count samples (the FID-vs-training-images curve); at --steps
 it is scored with --count samples, its sampling speed measured (images/s, batch 64, one thread) and, for
 Koopman rows, its consistency (koopscope.spectral.consistency on 64 held-out teacher trajectories).
-Two processes can take disjoint --only sets (one core each): rows merge into the results file under a lock.
+--speeds times every trained row again, round by round in one process, so that their images/s compare as
+measured side by side (rows scored in different sessions met different loads). Two processes can take disjoint
+--only sets (one core each): rows merge into the results file under a lock.
 figures/comparison.md and figures/comparison_curve.{png,pdf} are rebuilt from the file every time.
 """
 
@@ -95,18 +97,36 @@ def train_seconds(run: Path, steps: int) -> float:
     return total
 
 
+def _batch_seconds(gen, k: int) -> float:
+    t0 = time.perf_counter()
+    gen(range(64 * k, 64 * (k + 1)), batch=64)
+    return time.perf_counter() - t0
+
+
 def images_per_s(path: Path, steps: int | None) -> float:
     """Sampling throughput at batch 64 on this process's threads: the best of three timed batches."""
     from koopscope.generators import load_generator
 
     gen = load_generator(path, steps=steps)
     gen(range(8))  # warm-up
-    best = float("inf")
-    for k in range(3):
-        t0 = time.perf_counter()
-        gen(range(64 * k, 64 * (k + 1)), batch=64)
-        best = min(best, time.perf_counter() - t0)
-    return 64 / best
+    return 64 / min(_batch_seconds(gen, k) for k in range(3))
+
+
+def speeds(rows: dict, rounds: int = 5) -> dict:
+    """images/s of every distilled row measured again side by side: one batch of 64 per row per round, round by
+    round, so that all rows share the machine's load; the best round of each."""
+    from koopscope.generators import load_generator
+
+    gens = {key: load_generator(Path(r["run"]) / f"model-step{r['steps']:07d}.safetensors",
+                                steps=r["nfe"] if r["nfe"] > 1 else None)
+            for key, r in rows.items() if "run" in r}
+    for gen in gens.values():
+        gen(range(8))  # warm-up
+    best = dict.fromkeys(gens, float("inf"))
+    for k in range(rounds):
+        for key, gen in gens.items():
+            best[key] = min(best[key], _batch_seconds(gen, k))
+    return {key: round(64 / t, 1) for key, t in best.items()}
 
 
 def score(args, path: Path, count: int, steps: int | None = None) -> dict:
@@ -238,6 +258,8 @@ def main() -> None:
     ap.add_argument("--table", type=Path, default=ROOT / "figures/comparison.md")
     ap.add_argument("--figure", type=Path, default=ROOT / "figures/comparison_curve")
     ap.add_argument("--report", action="store_true", help="only rebuild the table and figure from the results")
+    ap.add_argument("--speeds", action="store_true",
+                    help="measure every trained row's images/s again, side by side in this process, and rebuild")
     ap.add_argument("--progress", action="store_true")
     args = ap.parse_args()
     args.milestones = sorted({int(m) for m in args.milestones.split(",") if m})
@@ -246,7 +268,12 @@ def main() -> None:
     from koopscope.io.atomic import atomic_path
     from koopscope.trajectories import TrajectoryStore
 
-    if not args.report:
+    if args.speeds:
+        rows = json.loads(args.results.read_text())["rows"]
+        measured = speeds(rows)
+        merge(args.results, {}, "rows", {key: {**rows[key], "images_per_s": v} for key, v in measured.items()})
+        print("\n".join(f"{key}: {v} images/s" for key, v in measured.items()), flush=True)
+    elif not args.report:
         teacher_rec = json.loads(args.teacher_rows.read_text())
         header = {"preset": args.preset, "steps": args.steps, "batch": None, "count": args.count,
                   "curve_count": args.curve_count, "reference": args.ref, "teacher": str(args.teacher),

@@ -38,3 +38,28 @@ def test_analysis_reports_rebuild_from_the_committed_results(tmp_path):
                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
         assert r.returncode == 0, r.stderr[-2000:]
         assert (tmp_path / f"{name}.png").is_file() and "|" in r.stdout
+
+
+def test_comparison_speeds_remeasures_trained_rows_side_by_side(tmp_path):
+    """--speeds times every row that has a run (its model at the budget), leaves the teacher rows alone."""
+    import json
+
+    import torch
+    from checks import tiny_checkpoints
+
+    torch.manual_seed(0)
+    _, hkd = tiny_checkpoints(tmp_path, 4)
+    (tmp_path / "run").mkdir()
+    hkd.rename(tmp_path / "run" / "model-step0000002.safetensors")
+    results = json.loads((ROOT / "analyses/results/comparison.json").read_text())
+    results["rows"] = {"EDM Heun 18": results["rows"]["EDM Heun 18"],
+                       "hkd": {**results["rows"]["hkd"], "run": str(tmp_path / "run"), "steps": 2, "images_per_s": 0}}
+    path = tmp_path / "comparison.json"
+    path.write_text(json.dumps(results))
+    r = subprocess.run([sys.executable, str(ROOT / "analyses/comparison.py"), "--trajectories", "x", "--teacher", "x",
+                        "--speeds", "--results", str(path), "--table", str(tmp_path / "t.md"),
+                        "--figure", str(tmp_path / "f")], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = json.loads(path.read_text())["rows"]
+    assert rows["hkd"]["images_per_s"] > 0 and "hkd: " in r.stdout
+    assert rows["EDM Heun 18"] == results["rows"]["EDM Heun 18"]
