@@ -51,6 +51,7 @@ $PY analyses/ship_model.py $H3/model.safetensors   # -> koopscope/models/hkd-fas
 # the comparison on one teacher: every method distilled from the same store on the same budget, one table
 $PY analyses/comparison.py --trajectories $S --teacher $TEACHER --runs $R/comparison --threads "$TH" \
   --only kd cd hkd hkd-paper hkd-no-hierarchy hkd-koopman-only hkd-neither
+$PY analyses/comparison.py --trajectories $S --teacher $TEACHER --threads "$TH" --speeds   # images/s side by side
 # every figure and table from the shipped models (stages already current are skipped)
 $K reproduce --preset fashion --runs $R --threads "$TH" --no-progress
 # the teacher trained further (warm start from the shipped one, bf16 autocast), a snapshot and an FID point of
