@@ -97,36 +97,35 @@ def train_seconds(run: Path, steps: int) -> float:
     return total
 
 
-def _batch_seconds(gen, k: int) -> float:
-    t0 = time.perf_counter()
-    gen(range(64 * k, 64 * (k + 1)), batch=64)
-    return time.perf_counter() - t0
+def _rates(gens: dict, rounds: int) -> dict:
+    """images/s at batch 64 of each generator after a warm-up: one timed batch per generator per round, round by
+    round (so that they share the machine's load); the best round of each."""
+    for gen in gens.values():
+        gen(range(8))
+    best = dict.fromkeys(gens, float("inf"))
+    for k in range(rounds):
+        for key, gen in gens.items():
+            t0 = time.perf_counter()
+            gen(range(64 * k, 64 * (k + 1)), batch=64)
+            best[key] = min(best[key], time.perf_counter() - t0)
+    return {key: 64 / t for key, t in best.items()}
 
 
 def images_per_s(path: Path, steps: int | None) -> float:
     """Sampling throughput at batch 64 on this process's threads: the best of three timed batches."""
     from koopscope.generators import load_generator
 
-    gen = load_generator(path, steps=steps)
-    gen(range(8))  # warm-up
-    return 64 / min(_batch_seconds(gen, k) for k in range(3))
+    return _rates({path: load_generator(path, steps=steps)}, 3)[path]
 
 
 def speeds(rows: dict, rounds: int = 5) -> dict:
-    """images/s of every distilled row measured again side by side: one batch of 64 per row per round, round by
-    round, so that all rows share the machine's load; the best round of each."""
+    """images/s of every distilled row (its model at the budget) measured again side by side in this process."""
     from koopscope.generators import load_generator
 
     gens = {key: load_generator(Path(r["run"]) / f"model-step{r['steps']:07d}.safetensors",
                                 steps=r["nfe"] if r["nfe"] > 1 else None)
             for key, r in rows.items() if "run" in r}
-    for gen in gens.values():
-        gen(range(8))  # warm-up
-    best = dict.fromkeys(gens, float("inf"))
-    for k in range(rounds):
-        for key, gen in gens.items():
-            best[key] = min(best[key], _batch_seconds(gen, k))
-    return {key: round(64 / t, 1) for key, t in best.items()}
+    return {key: round(v, 1) for key, v in _rates(gens, rounds).items()}
 
 
 def score(args, path: Path, count: int, steps: int | None = None) -> dict:

@@ -34,21 +34,15 @@ def images_seen(meta: dict) -> int:
     return seen
 
 
-def score(path: Path, label: str, count: int, seed: int, ref: str, refs: dict, progress: bool) -> dict:
+def score(path: Path, digest: str, label: str, count: int, seed: int, ref: str, progress: bool) -> dict:
     """One row: FID, KID, precision/recall of ``count`` samples of the checkpoint at ``path``."""
-    from koopscope.generators import load_generator
-    from koopscope.io.meta import sha256
-    from koopscope.metrics.samples import evaluate_batches, load_ref
+    from koopscope.io.meta import read_meta
+    from koopscope.metrics.samples import evaluate_checkpoint
 
-    gen = load_generator(path)
-    size = gen.meta["config"]["image_shape"][-1]
-    if size not in refs:
-        refs[size] = load_ref(ref, count, size, progress=progress)
-    seeds = list(range(seed, seed + count))
-    s = evaluate_batches((gen.draw(seeds[i:i + 250]) for i in range(0, count, 250)), count, refs[size],
-                         progress=progress)
-    return {"label": label, "checkpoint": str(path), "sha256": sha256(path), "kind": gen.kind, "nfe": gen.nfe,
-            "step": gen.meta["provenance"].get("step", 0), "images_seen": images_seen(gen.meta), "count": count,
+    s = evaluate_checkpoint(path, count, reference=ref, seed=seed, batch=250, progress=progress)
+    meta = read_meta(path)
+    return {"label": label, "checkpoint": str(path), "sha256": digest, "kind": s["kind"], "nfe": s["nfe"],
+            "step": meta["provenance"].get("step", 0), "images_seen": images_seen(meta), "count": count,
             "seeds": [seed, seed + count - 1], "reference": ref,
             **{k: s[k] for k in ("fid", "kid_mean", "kid_std", "precision", "recall")}}
 
@@ -103,14 +97,13 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-        refs: dict = {}
         for path in args.checkpoints:
-            done = {(r["sha256"], r["count"], r["label"]) for r in rows}
-            if (sha256(path), args.count, args.label) in done:
+            digest = sha256(path)
+            if any((r["sha256"], r["count"], r["label"]) == (digest, args.count, args.label) for r in rows):
                 print(f"already scored: {path}", flush=True)
                 continue
             try:
-                row = score(path, args.label, args.count, args.seed, args.ref, refs, args.progress)
+                row = score(path, digest, args.label, args.count, args.seed, args.ref, args.progress)
             except KoopscopeError as e:
                 fail(f"{e}")
             rows.append(row)
