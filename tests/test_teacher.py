@@ -185,6 +185,15 @@ def test_two_process_ddp_training(tmp_path):
     assert meta["state"]["world_size"] == 2 and meta["state"]["step"] == 10
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == 10  # only rank 0 logs
+    # resumed on one process: optimizer, EMA and step go on, the data order is new (and said so)
+    r = _cli("train", "teacher", "--preset", "smoke", "--steps", "12", "--threads", "1", "--out", str(out),
+             "--resume", "--no-progress", timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "resuming at step 10 on 1 processes (trained on 2 so far)" in r.stderr
+    tensors, meta = load_checkpoint(out / "checkpoint.safetensors")
+    assert meta["state"]["world_size"] == 1 and meta["state"]["step"] == 12
+    assert int(tensors["optim.0.step"]) == 12
+    assert json.loads((out / "options.json").read_text())["world_size"] == 1
 
 
 def _write_cifar(folder: Path, n=4):

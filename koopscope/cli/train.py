@@ -8,6 +8,9 @@ import typer
 
 from .common import check_output, user_errors
 
+_RESUME_HELP = ("Continue the run in OUT exactly where it stopped (on another number of processes: the same global "
+                "batch, optimizer and EMA, a new data order).")
+
 
 def _rank0() -> bool:
     import os
@@ -49,7 +52,7 @@ app = typer.Typer(no_args_is_help=True,
 def teacher(
     preset: str = typer.Option("smoke", help="smoke | fashion | cifar10 | ffhq64"),
     out: Path = typer.Option(..., help="Run folder (checkpoints, log.jsonl, options.json, samples)."),
-    resume: bool = typer.Option(False, help="Continue the run in OUT exactly where it stopped."),
+    resume: bool = typer.Option(False, help=_RESUME_HELP),
     init: Path | None = typer.Option(None, help="Warm start from a trained teacher's weights (same network): "
                                                 "continue training it with a fresh optimizer."),
     data_root: Path | None = typer.Option(None, help="Where the dataset files are (default: per dataset)."),
@@ -82,7 +85,7 @@ def hkd(
     init: Path | None = typer.Option(None, help="Warm start from a trained HKD model's weights (same network), "
                                                 "e.g. to fine-tune it with another objective."),
     out: Path = typer.Option(..., help="Run folder."),
-    resume: bool = typer.Option(False, help="Continue the run in OUT exactly where it stopped."),
+    resume: bool = typer.Option(False, help=_RESUME_HELP),
     encoder_conditioning: str | None = typer.Option(None, help="Encoder sees the noise level ('sigma') or not "
                                                                "('blind')."),
     intermediate: float | None = typer.Option(None, help="Weight of intermediate-state supervision (0 = off)."),
@@ -153,7 +156,7 @@ def _distill_command(method: str, distance_help: str, doc: str):
         preset: str = typer.Option("smoke", help="smoke | fashion | cifar10 | ffhq64 (the HKD preset's training "
                                                  "budget)."),
         out: Path = typer.Option(..., help="Run folder."),
-        resume: bool = typer.Option(False, help="Continue the run in OUT exactly where it stopped."),
+        resume: bool = typer.Option(False, help=_RESUME_HELP),
         distance: str | None = typer.Option(None, help=distance_help),
         steps: int | None = typer.Option(None, help="Override the preset's number of steps."),
         batch: int | None = typer.Option(None, help="Override the preset's global batch size."),

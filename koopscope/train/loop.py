@@ -3,7 +3,8 @@
 A *task* supplies the network and the loss; the loop owns everything else:
 Adam with warm-up, EMA, optional gradient clipping and bf16 autocast,
 DistributedDataParallel under torchrun, atomic resumable checkpoints
-(bit-for-bit: model, EMA, optimizer, step and every RNG), a JSON-lines log,
+(bit-for-bit: model, EMA, optimizer, step and every RNG; on another number of
+processes the same but for the data order), a JSON-lines log,
 the resolved options as JSON, and sample grids.
 
 Files in the run folder:
@@ -23,6 +24,7 @@ import copy
 import fcntl
 import json
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -185,16 +187,24 @@ def _train(task: Task, cfg: TrainConfig, out: Path, resume: bool, preset: str, p
         if rank == 0:
             _recover(out)
         tensors, meta = load_checkpoint(ckpt_path, kind=task.kind)
-        if meta["state"].get("world_size") != world:
-            raise KoopscopeError(f"run was trained with {meta['state'].get('world_size')} processes, "
-                                 f"resume it with the same number (now {world})")
         net.load_state_dict(prefixed(tensors, "model"))
         ema.load_state_dict(prefixed(tensors, "ema"))
         restore_optimizer(opt, prefixed(tensors, "optim"), meta["state"]["optimizer"])
-        rng = prefixed(tensors, "rng")
-        torch.set_rng_state(rng[f"rank{rank}.torch"])
-        gen.set_state(rng[f"rank{rank}.gen"])
         step = meta["state"]["step"]
+        was = meta["state"].get("world_size")
+        if was == world:
+            rng = prefixed(tensors, "rng")
+            torch.set_rng_state(rng[f"rank{rank}.torch"])
+            gen.set_state(rng[f"rank{rank}.gen"])
+        else:  # same global batch, optimizer and EMA; each rank draws a fresh stream from (seed, step, rank)
+            fresh = ((cfg.seed * 1_000_003 + step) * 1024 + rank) * 2
+            torch.manual_seed(fresh)
+            gen.manual_seed(fresh + 1)
+            if rank == 0:
+                print(f"resuming at step {step} on {world} processes (trained on {was} so far): the data order "
+                      "differs from an uninterrupted run", file=sys.stderr)
+                options_now = json.loads((out / "options.json").read_text())
+                write_json(out / "options.json", {**options_now, "world_size": world})
         if rank == 0:
             _truncate_log(out / "log.jsonl", step)
     elif rank == 0:
