@@ -55,12 +55,14 @@ $PY analyses/comparison.py --trajectories $S --teacher $TEACHER --threads "$TH" 
 # every figure and table from the shipped models (stages already current are skipped)
 $K reproduce --preset fashion --runs $R --threads "$TH" --no-progress
 # the teacher trained further (warm start from the shipped one, bf16 autocast), a snapshot and an FID point of
-# 2000 samples every 1000 steps; raise TEACHER_CONT_STEPS to go on (figures/fid_vs_steps.png)
+# 2000 samples every 1000 steps; raise TEACHER_CONT_STEPS to go on (figures/fid_vs_steps.png), and set
+# TEACHER_CONT_PROCS to train on that many processes (torchrun, gloo; a run resumes on any number)
 TC=$R/teacher-fashion-cont
 for ((s = 1000; s <= ${TEACHER_CONT_STEPS:-2000}; s += 1000)); do
   snap=$TC/model-step$(printf %07d $s).safetensors
   [ -f "$snap" ] && continue
-  $K train teacher --preset fashion --init $TEACHER --amp bf16 --steps $s --out $TC --threads "$TH" --no-progress \
+  $PY -m torch.distributed.run --standalone --nproc_per_node "${TEACHER_CONT_PROCS:-1}" -m koopscope.cli.main \
+    train teacher --preset fashion --init $TEACHER --amp bf16 --steps $s --out $TC --threads "$TH" --no-progress \
     --grid 0 $(resume $TC)
   cp $TC/model.safetensors "$snap"
 done
