@@ -8,7 +8,8 @@ HKD and KD in one step, CD in one. Held-out seeds 1,000,000+, against COUNT trai
 resolution (cached). Images seen are the run's own plus, for a warm start (`train teacher --init`), those of
 the checkpoint it started from when that file is still where the provenance says. Rows accumulate in
 analyses/results/fid_vs_steps.json, keyed by the checkpoint's sha256 and the count, so a run continued over
-sessions only scores its new snapshots; figures/fid_vs_steps.{png,pdf} draws one line per label and count.
+sessions only scores its new snapshots, and several processes may score into it at once;
+figures/fid_vs_steps.{png,pdf} draws one line per label and count.
 Few samples bias FID upward: compare rows of the same count, not these with 5000-sample numbers.
 """
 
@@ -91,25 +92,29 @@ def main() -> None:
     from koopscope.errors import KoopscopeError
     from koopscope.io.atomic import write_json
     from koopscope.io.meta import sha256
+    from koopscope.io.results import locked
 
-    rows = json.loads(args.out.read_text())["rows"] if args.out.is_file() else []
+    def saved() -> list[dict]:
+        return json.loads(args.out.read_text())["rows"] if args.out.is_file() else []
+
     if args.checkpoints:
         import torch
 
         torch.set_num_threads(args.threads)
         for path in args.checkpoints:
-            digest = sha256(path)
-            if any((r["sha256"], r["count"], r["label"]) == (digest, args.count, args.label) for r in rows):
+            key = (sha256(path), args.count, args.label)
+            if any((r["sha256"], r["count"], r["label"]) == key for r in saved()):
                 print(f"already scored: {path}", flush=True)
                 continue
             try:
-                row = score(path, digest, args.label, args.count, args.seed, args.ref, args.progress)
+                row = score(path, key[0], args.label, args.count, args.seed, args.ref, args.progress)
             except KoopscopeError as e:
                 fail(f"{e}")
-            rows.append(row)
-            write_json(args.out, {"rows": rows})   # each row saved as soon as it is measured
+            with locked(args.out):   # each row saved as soon as it is measured, beside those of other processes
+                write_json(args.out, {"rows": [*saved(), row]})
             print(f"{args.label} step {row['step']:>6} ({row['images_seen']:,} images): FID {row['fid']:.2f}, "
                   f"KID {row['kid_mean'] * 1e3:.2f}e-3, P {row['precision']:.3f}, R {row['recall']:.3f}", flush=True)
+    rows = saved()
     if not rows:
         fail(f"no rows in {args.out} to plot")
     plot(rows, args.figure)

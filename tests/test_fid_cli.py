@@ -191,3 +191,26 @@ def test_fid_vs_steps_accumulates_rows(ckpts, tmp_path, monkeypatch, capsys):
             run(*args)
         err = capsys.readouterr().err
         assert e.value.code == 2 and err.count("\n") == 1 and match in err, err
+
+
+def test_fid_vs_steps_processes_scoring_at_once_keep_every_row(ckpts, tmp_path, monkeypatch):
+    """Two analyses/fid_vs_steps.py processes writing one results file: neither row is lost."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    teacher, hkd = ckpts
+    monkeypatch.setenv("KOOPSCOPE_CACHE", str(tmp_path / "cache"))
+    x = load_generator(teacher)(range(1_000_000, 1_000_004))
+    ds = ImageDataset(to_uint8(x)[:, :1], None, name="samples", split="train")
+    ref = reference_features(ds, 4, extractor=InceptionFeatures(batch_size=4))["meta"]["path"]
+    script = str(Path(__file__).resolve().parent.parent / "analyses/fid_vs_steps.py")
+    out = tmp_path / "curve.json"
+    procs = [subprocess.Popen([sys.executable, script, "--label", label, str(path), "--count", "4", "--ref", ref,
+                               "--out", str(out), "--figure", str(tmp_path / "curve")],
+                              env={**os.environ, "OMP_NUM_THREADS": "1"}, stderr=subprocess.PIPE, text=True)
+             for label, path in (("teacher", teacher), ("student", hkd))]
+    for p in procs:
+        assert p.wait(timeout=600) == 0, p.stderr.read()[-2000:]
+    assert sorted(r["label"] for r in json.loads(out.read_text())["rows"]) == ["student", "teacher"]
