@@ -90,9 +90,8 @@ def main() -> None:
             fail(f"no checkpoint at {p}")
 
     from koopscope.errors import KoopscopeError
-    from koopscope.io.atomic import write_json
     from koopscope.io.meta import sha256
-    from koopscope.io.results import locked
+    from koopscope.io.results import append
 
     def saved() -> list[dict]:
         return json.loads(args.out.read_text())["rows"] if args.out.is_file() else []
@@ -110,8 +109,7 @@ def main() -> None:
                 row = score(path, key[0], args.label, args.count, args.seed, args.ref, args.progress)
             except KoopscopeError as e:
                 fail(f"{e}")
-            with locked(args.out):   # each row saved as soon as it is measured, beside those of other processes
-                write_json(args.out, {"rows": [*saved(), row]})
+            append(args.out, row)   # each row saved as soon as it is measured, beside those of other processes
             print(f"{args.label} step {row['step']:>6} ({row['images_seen']:,} images): FID {row['fid']:.2f}, "
                   f"KID {row['kid_mean'] * 1e3:.2f}e-3, P {row['precision']:.3f}, R {row['recall']:.3f}", flush=True)
     rows = saved()

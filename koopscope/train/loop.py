@@ -75,7 +75,7 @@ _LOWEST = {"steps": 1, "batch": 1, "warmup": 0, "log_every": 1, "ckpt_every": 1,
            "threads": 0}
 # Settings a resumed run may change; anything else in options.json must match the run's start.
 _RESUMABLE = {"train.steps", "train.threads", "train.log_every", "train.ckpt_every", "train.sample_every",
-              "train.grid", "world_size"}   # world size: checked against the checkpoint
+              "train.grid", "world_size"}   # world size: a resume may change it (recorded anew)
 
 
 class Task(Protocol):
