@@ -20,21 +20,20 @@ def locked(path: Path):
         yield
 
 
-def merge(path: str | Path, header: dict, key: str = "runs", entries: dict | None = None) -> dict:
-    """Update a results file: header fields replaced, ``entries`` added to (or replacing by name in) ``key``."""
+def _update(path: str | Path, change) -> dict:
+    """Write ``change(old)`` over a results file (``{}`` when there is none yet), under its lock; returns it."""
     path = Path(path)
     with locked(path):
-        old = json.loads(path.read_text()) if path.exists() else {}
-        results = {**old, **header, key: {**old.get(key, {}), **(entries or {})}}
+        results = change(json.loads(path.read_text()) if path.exists() else {})
         write_json(path, results)
     return results
 
 
-def append(path: str | Path, entry: dict, key: str = "rows") -> list[dict]:
-    """Add ``entry`` to the list ``key`` of a results file; returns the list as written."""
-    path = Path(path)
-    with locked(path):
-        old = json.loads(path.read_text()) if path.exists() else {}
-        entries = [*old.get(key, []), entry]
-        write_json(path, {**old, key: entries})
-    return entries
+def merge(path: str | Path, header: dict, key: str = "runs", entries: dict | None = None) -> dict:
+    """Update a results file: header fields replaced, ``entries`` added to (or replacing by name in) ``key``."""
+    return _update(path, lambda old: {**old, **header, key: {**old.get(key, {}), **(entries or {})}})
+
+
+def append(path: str | Path, entry: dict, key: str = "rows") -> dict:
+    """Add ``entry`` to the list ``key`` of a results file; returns the results as written."""
+    return _update(path, lambda old: {**old, key: [*old.get(key, []), entry]})
