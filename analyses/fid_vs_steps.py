@@ -24,15 +24,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def images_seen(meta: dict) -> int:
-    """Training images behind a checkpoint, including those of the checkpoint it was warm-started from."""
-    from koopscope.io.meta import read_meta, sha256
+    """Training images behind a checkpoint, including those of the checkpoints it was warm-started from."""
+    from koopscope.io.meta import warm_starts
 
-    prov = meta["provenance"]
-    seen = int(prov.get("images_seen", 0))   # an untrained checkpoint has seen none
-    init = Path(prov["init"]) if "init" in prov else None
-    if init is not None and init.is_file() and sha256(init) == prov.get("init_sha256"):
-        seen += images_seen(read_meta(init))
-    return seen
+    chain = [meta, *(parent for _, parent in warm_starts(meta) if parent is not None)]
+    return sum(int(m["provenance"].get("images_seen", 0)) for m in chain)   # an untrained checkpoint has seen none
 
 
 def score(path: Path, digest: str, label: str, count: int, seed: int, ref: str, progress: bool) -> dict:

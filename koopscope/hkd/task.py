@@ -9,6 +9,7 @@ from torch import nn
 
 from ..errors import KoopscopeError
 from ..io.images import save_grid
+from ..io.meta import warm_starts
 from .config import KIND, HKDConfig
 from .loss import HKDLossConfig, hkd_loss
 from .model import HKD
@@ -55,8 +56,12 @@ class HKDTask:
         model, meta = load_hkd(init)
         if model.cfg.unet != self.model_cfg.unet:
             raise KoopscopeError(f"--init {init} has another network than this run's")
-        if meta["provenance"].get("teacher_sha256") != self.store.manifest["teacher_sha256"]:
-            raise KoopscopeError(f"--init {init} was distilled from another teacher than this trajectory store's")
+        # the store's teacher or one it was warm-started from (a student carried over to a teacher trained further)
+        teacher = self.store.manifest
+        lineage = {teacher["teacher_sha256"], *(d for d, _ in warm_starts(teacher.get("teacher", {})))}
+        if meta["provenance"].get("teacher_sha256") not in lineage:
+            raise KoopscopeError(f"--init {init} was distilled from another teacher than this trajectory store's "
+                                 "(nor from one that it was trained further from)")
         self.net.load_state_dict(model.state_dict())
 
     def wrap(self, net: HKD) -> nn.Module:

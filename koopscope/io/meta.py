@@ -57,6 +57,20 @@ def read_meta(path: str | Path) -> dict:
     return meta
 
 
+def warm_starts(meta: dict):
+    """(sha256, metadata) of each checkpoint that ``meta``'s weights were warm-started from (`--init`), nearest
+    first. The chain is followed through files that still hold what the provenance names; the last one yielded
+    has metadata None when its file is gone or has changed since."""
+    prov = meta.get("provenance", {})
+    while digest := prov.get("init_sha256"):
+        init = Path(prov.get("init") or "")
+        parent = read_meta(init) if init.is_file() and sha256(init) == digest else None
+        yield digest, parent
+        if parent is None:
+            return
+        prov = parent.get("provenance", {})
+
+
 def require_kind(meta: dict, path: str | Path, kinds: str | tuple[str, ...]) -> None:
     """Refuse a checkpoint of another kind: the one message for it, naming the command that makes the right one."""
     kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
