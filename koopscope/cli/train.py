@@ -83,7 +83,8 @@ def hkd(
                                            "(the paper's default; omit to start from scratch)."),
     preset: str = typer.Option("smoke", help="smoke | fashion | cifar10 | ffhq64"),
     init: Path | None = typer.Option(None, help="Warm start from a trained HKD model's weights (same network), "
-                                                "e.g. to fine-tune it with another objective."),
+                                                "e.g. to fine-tune it with another objective, or to carry it "
+                                                "over to its teacher trained further."),
     out: Path = typer.Option(..., help="Run folder."),
     resume: bool = typer.Option(False, help=_RESUME_HELP),
     encoder_conditioning: str | None = typer.Option(None, help="Encoder sees the noise level ('sigma') or not "
