@@ -73,6 +73,7 @@ def main() -> None:
 def run(args) -> None:
     from koopscope.io.atomic import write_json
     from koopscope.io.checkpoint import read_meta
+    from koopscope.io.meta import sha256
     from koopscope.metrics import InceptionFeatures
     from koopscope.metrics.samples import evaluate_batches, evaluate_checkpoint, load_ref, real_floor
 
@@ -99,8 +100,10 @@ def run(args) -> None:
         rows.append({**r, "name": f"{solver.capitalize()} {steps}", "solver": solver, "steps": steps,
                      "seconds": time.perf_counter() - t1})
         print(f"{rows[-1]['name']}: FID {r['fid']:.3f} ({rows[-1]['seconds']:.0f} s)", flush=True)
-    rows = merged(args, rows)
-    res = {"teacher": str(args.teacher), "count": args.count, "seed": args.seed, "reference": ref["meta"],
+    digest = sha256(args.teacher)
+    rows = merged(args, digest, rows)
+    res = {"teacher": str(args.teacher), "teacher_sha256": digest, "count": args.count, "seed": args.seed,
+           "reference": ref["meta"],
            "floor": floor, "samplers": rows, "seconds": ref_seconds + sum(r["seconds"] for r in rows),
            "reference_seconds": ref_seconds, "threads": args.threads, "torch": torch.__version__,
            "inception": ext.id}
@@ -117,13 +120,14 @@ def run(args) -> None:
     print(f"wrote {args.out}")
 
 
-def merged(args, rows: list[dict]) -> list[dict]:
-    """Rows of this run plus those of other samplers already in --out for the same teacher, count and seed."""
+def merged(args, digest: str, rows: list[dict]) -> list[dict]:
+    """Rows of this run plus those of other samplers already in --out for the same teacher (by its sha256, so a
+    checkpoint replaced at the same path starts afresh), count and seed."""
     import json
 
     if args.out.exists():
         old = json.loads(args.out.read_text())
-        if (old.get("teacher"), old.get("count"), old.get("seed")) == (str(args.teacher), args.count, args.seed):
+        if (old.get("teacher_sha256"), old.get("count"), old.get("seed")) == (digest, args.count, args.seed):
             mine = {r["name"] for r in rows}
             rows = [r for r in old["samplers"] if r["name"] not in mine] + rows
     order = [f"{solver.capitalize()} {steps}" for solver, steps in SAMPLERS]

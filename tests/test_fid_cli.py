@@ -213,3 +213,20 @@ def test_fid_vs_steps_processes_scoring_at_once_keep_every_row(ckpts, teacher_re
     for p in procs:
         assert p.wait(timeout=600) == 0, p.stderr.read()[-2000:]
     assert sorted(r["label"] for r in json.loads(out.read_text())["rows"]) == ["student", "teacher"]
+
+
+def test_eval_teacher_merges_rows_of_the_same_teacher_only(tmp_path):
+    """eval_teacher.py keeps other samplers' rows of the same checkpoint (by sha256, not path: a teacher replaced
+    at the same path starts afresh)."""
+    import runpy
+    from types import SimpleNamespace
+
+    merged = runpy.run_path(str(Path(FID_VS_STEPS).with_name("eval_teacher.py")))["merged"]
+    out = tmp_path / "eval.json"
+    out.write_text(json.dumps({"teacher": "t.safetensors", "teacher_sha256": "aa", "count": 8, "seed": 0,
+                               "samplers": [{"name": "Euler 10", "fid": 3.0}, {"name": "Heun 18", "fid": 9.0}]}))
+    args = SimpleNamespace(out=out, count=8, seed=0)
+    new = [{"name": "Heun 18", "fid": 1.0}]
+    assert merged(args, "aa", new) == [{"name": "Heun 18", "fid": 1.0}, {"name": "Euler 10", "fid": 3.0}]
+    assert merged(args, "bb", new) == new
+    assert merged(SimpleNamespace(out=out, count=16, seed=0), "aa", new) == new
