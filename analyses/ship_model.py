@@ -1,25 +1,33 @@
-"""Ship a trained HKD model inside the package, with its provenance beside it.
+"""Ship a trained HKD model or teacher inside the package, with its provenance beside it.
 
     python analyses/ship_model.py runs/hkd-fashion/model.safetensors [--run RUN] [--eval analyses/results/eval_hkd.json]
         [--consistency analyses/results/consistency_fashion.json]
+    python analyses/ship_model.py runs/teacher-fashion-cont/model-step0014000.safetensors
+        [--eval-teacher analyses/results/eval_teacher.json] [--fid-rows analyses/results/fid_vs_steps.json]
 
 Copies the checkpoint (EMA weights only) to koopscope/models/hkd-<preset>.safetensors, with the
 consistency summary (`koopscope consistency CKPT --out DIR`'s JSON) in its metadata, where
 `koopscope spectrum` prints it, and writes hkd-<preset>.json: the commands that made it, its config,
 the training data and its hash (from the teacher checkpoint), the steps, the final losses, the
 measured FID (from eval_hkd.py's results) and the consistency.
+
+A teacher is copied byte for byte to koopscope/models/teacher-<preset>.safetensors (students and trajectory
+stores name it by its sha256), and teacher-<preset>.json records its lineage (every run it was warm-started
+through, with steps and images), the training data and its measured FID (eval_teacher.py's samplers and
+fid_vs_steps.py's rows of this checkpoint).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 from koopscope.hkd.config import HKDConfig, current_names
-from koopscope.io.atomic import write_json
+from koopscope.io.atomic import atomic_path, write_json
 from koopscope.io.checkpoint import annotate
-from koopscope.io.meta import read_meta, sha256
+from koopscope.io.meta import read_meta, sha256, warm_starts
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,10 +59,16 @@ def main() -> None:
     ap.add_argument("--teacher", type=Path, default=ROOT / "koopscope/models/teacher-fashion.safetensors")
     ap.add_argument("--eval", type=Path, default=ROOT / "analyses/results/eval_hkd.json")
     ap.add_argument("--consistency", type=Path, default=ROOT / "analyses/results/consistency_fashion.json")
+    ap.add_argument("--eval-teacher", type=Path, default=ROOT / "analyses/results/eval_teacher.json")
+    ap.add_argument("--fid-rows", type=Path, default=ROOT / "analyses/results/fid_vs_steps.json")
+    ap.add_argument("--models", type=Path, default=ROOT / "koopscope/models", help="where the package's models live")
     ap.add_argument("--note", default=None, help="anything else a user should know about how it was made")
     args = ap.parse_args()
 
-    meta, teacher = read_meta(args.model), read_meta(args.teacher)
+    meta = read_meta(args.model)
+    if meta["kind"] == "teacher":
+        return ship_teacher(args, meta)
+    teacher = read_meta(args.teacher)
     prov = meta["provenance"]
     if prov["teacher_sha256"] != sha256(args.teacher):
         raise SystemExit(f"error: {args.model} was distilled from another teacher than {args.teacher}")
@@ -68,7 +82,7 @@ def main() -> None:
                                  "sigmas", "explained_from_T", "band_validity", "fidelity_mean", "one_step_mse",
                                  "one_step_mse_no_dynamics", "seeds", "trajectories") if k in cons}
     name = f"hkd-{prov['preset']}"
-    dest = ROOT / "koopscope" / "models" / f"{name}.safetensors"
+    dest = args.models / f"{name}.safetensors"
     annotate(args.model, dest, consistency=cons)
     tp = teacher["provenance"]
     write_json(dest.with_suffix(".json"), {
@@ -89,6 +103,43 @@ def main() -> None:
                 "hkd_vs_teacher_samples": (ev["hkd_vs_teacher"] or {}).get("fid"),
                 "kid_hkd_vs_data": ev["hkd_vs_data"]["kid_mean"]},
         "consistency": cons,
+        **({"note": args.note} if args.note else {}),
+    })
+    print(f"wrote {dest} and {dest.with_suffix('.json')}")
+
+
+def ship_teacher(args, meta: dict) -> None:
+    digest, prov = sha256(args.model), meta["provenance"]
+    chain = [(digest, meta), *warm_starts(meta)]   # read before the copy replaces an ancestor at the same path
+    if chain[-1][1] is None:
+        raise SystemExit(f"error: {args.model} was warm-started from a checkpoint (sha256 {chain[-1][0][:12]}) that "
+                         "is gone or has changed since; its lineage cannot be recorded")
+    ev = json.loads(args.eval_teacher.read_text())
+    if ev.get("teacher_sha256") != digest:
+        raise SystemExit(f"error: {args.eval_teacher} evaluates {ev['teacher']}, not this teacher")
+    rows = [r for r in json.loads(args.fid_rows.read_text())["rows"] if r["sha256"] == digest]
+    dest = args.models / f"teacher-{prov['preset']}.safetensors"
+    options = (args.run or args.model.parent) / "options.json"   # the last run's training options
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(args.model, tmp)
+    keep = ("name", "nfe", "fid", "kid_mean", "kid_std", "precision", "recall")
+    write_json(dest.with_suffix(".json"), {
+        "what": f"EDM teacher, preset {prov['preset']}, EMA weights; "
+                f"{sum(int(m['provenance'].get('images_seen', 0)) for _, m in chain):,} training images in "
+                f"{len(chain)} run(s), each warm-started from the one before",
+        "commands": ["bash analyses/fashion_pipeline.sh", f"python analyses/ship_model.py {args.model}"],
+        "lineage": [{"sha256": d, **{k: m["provenance"].get(k) for k in
+                                     ("step", "images_seen", "git_commit", "init", "init_sha256")}}
+                    for d, m in chain],
+        "train": json.loads(options.read_text())["train"] if options.is_file() else None,
+        "config": meta["config"],
+        "data": {k: prov[k] for k in ("dataset", "split", "data_hash", "data_count")},
+        "sha256": digest,
+        "fid": {"count": ev["count"], "seed": ev["seed"], "reference": ev["reference"],
+                "samplers": [{k: r[k] for k in keep} for r in ev["samplers"]],
+                "floor": {k: ev["floor"][k] for k in keep[2:]}},
+        "fid_vs_steps": [{k: r[k] for k in ("count", "seeds", "fid", "kid_mean", "precision", "recall")}
+                         for r in rows],
         **({"note": args.note} if args.note else {}),
     })
     print(f"wrote {dest} and {dest.with_suffix('.json')}")
