@@ -142,6 +142,25 @@ def test_resume_is_bit_for_bit(tmp_path, smoke_data):
     assert_same_checkpoints(tmp_path / "full" / "checkpoint.safetensors", tmp_path / "split" / "checkpoint.safetensors")
 
 
+def test_rampdown_schedule_and_runs_recorded_before_it_resume(tmp_path, smoke_data):
+    from koopscope.errors import KoopscopeError
+    from koopscope.train.loop import TrainConfig, lr_at
+
+    cfg = TrainConfig(steps=10, lr=1.0, warmup=2, rampdown=4)
+    assert [lr_at(s, cfg) for s in range(10)] == [0.5, 1, 1, 1, 1, 1, 1, 0.75, 0.5, 0.25]
+    assert [lr_at(s, replace(cfg, rampdown=0)) for s in range(10)] == [0.5] + [1] * 9
+    _smoke(smoke_data, tmp_path / "run", 10)
+    path = tmp_path / "run" / "options.json"
+    opts = json.loads(path.read_text())
+    assert opts["train"].pop("rampdown") == 0
+    path.write_text(json.dumps(opts))   # as written before the setting existed
+    _smoke(smoke_data, tmp_path / "run", 12, resume=True)
+    opts["train"]["rampdown"] = 5
+    path.write_text(json.dumps(opts))
+    with pytest.raises(KoopscopeError, match="train.rampdown=5"):
+        _smoke(smoke_data, tmp_path / "run", 14, resume=True)
+
+
 def test_refuses_to_overwrite_or_resume_nothing(tmp_path, smoke_data):
     from koopscope.errors import KoopscopeError
 

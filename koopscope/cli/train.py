@@ -58,6 +58,9 @@ def teacher(
     data_root: Path | None = typer.Option(None, help="Where the dataset files are (default: per dataset)."),
     steps: int | None = typer.Option(None, help="Override the preset's number of steps."),
     batch: int | None = typer.Option(None, help="Override the preset's global batch size."),
+    lr: float | None = typer.Option(None, help="Override the preset's learning rate."),
+    rampdown: int | None = typer.Option(None, help="Let the learning rate fall linearly to 0 over the run's last "
+                                                   "RAMPDOWN steps (default 0: constant after the warm-up)."),
     threads: int = typer.Option(0, help="CPU threads per process (0 = torch default)."),
     seed: int | None = typer.Option(None, help="Override the preset's seed."),
     grid: int | None = typer.Option(None, help="Images per sample grid (0 = no grids)."),
@@ -69,7 +72,8 @@ def teacher(
     from ..pipeline import teacher_task
     from ..train.presets import teacher_preset
 
-    cfg = _config(teacher_preset(preset).train, threads, steps=steps, batch=batch, seed=seed, grid=grid, amp=amp)
+    cfg = _config(teacher_preset(preset).train, threads, steps=steps, batch=batch, seed=seed, grid=grid, amp=amp,
+                  lr=lr, rampdown=rampdown)
     path = _train(lambda: teacher_task(preset, data_root, init)[0], cfg, out, resume, preset, progress)
     if _rank0():
         print(f"teacher: {path}")
@@ -102,6 +106,8 @@ def hkd(
     steps: int | None = typer.Option(None, help="Override the preset's number of steps."),
     batch: int | None = typer.Option(None, help="Override the preset's global batch size."),
     lr: float | None = typer.Option(None, help="Override the preset's learning rate."),
+    rampdown: int | None = typer.Option(None, help="Let the learning rate fall linearly to 0 over the run's last "
+                                                   "RAMPDOWN steps (default 0: constant after the warm-up)."),
     grid: int | None = typer.Option(None, help="Images per sample grid (0 = no grids)."),
     threads: int = typer.Option(0, help="CPU threads per process (0 = torch default)."),
     seed: int | None = typer.Option(None, help="Override the preset's seed."),
@@ -115,7 +121,7 @@ def hkd(
     from ..train.presets import hkd_preset
 
     cfg = _config(hkd_preset(preset).train, threads, steps=steps, batch=batch, seed=seed, grid=grid, lr=lr,
-                  amp=amp)
+                  amp=amp, rampdown=rampdown)
     if points is not None and points < 1:
         raise KoopscopeError(f"--points must be at least 1, got {points}")
     for name, weight in (("--intermediate", intermediate), ("--latent", latent)):

@@ -56,6 +56,7 @@ class TrainConfig:
     batch: int = 128          # global batch, split across ranks
     lr: float = 1e-3
     warmup: int = 100         # linear lr warm-up steps
+    rampdown: int = 0         # the last steps of the run, over which the lr falls linearly to 0 (0 = constant lr)
     ema_halflife: float = 50_000   # in images
     ema_rampup: float = 0.05  # half-life at most this fraction of images seen so far
     grad_clip: float = 0.0    # 0 = off
@@ -71,11 +72,13 @@ class TrainConfig:
 AMP = ("none", "bf16")
 
 # The smallest value each setting allows.
-_LOWEST = {"steps": 1, "batch": 1, "warmup": 0, "log_every": 1, "ckpt_every": 1, "sample_every": 0, "grid": 0,
-           "threads": 0}
+_LOWEST = {"steps": 1, "batch": 1, "warmup": 0, "rampdown": 0, "log_every": 1, "ckpt_every": 1, "sample_every": 0,
+           "grid": 0, "threads": 0}
 # Settings a resumed run may change; anything else in options.json must match the run's start.
 _RESUMABLE = {"train.steps", "train.threads", "train.log_every", "train.ckpt_every", "train.sample_every",
               "train.grid", "world_size"}   # world size: a resume may change it (recorded anew)
+# Settings added since runs were first recorded, with the value that older options.json files mean.
+_ADDED = {"train.rampdown": 0}
 
 
 class Task(Protocol):
@@ -98,8 +101,12 @@ def ema_beta(step: int, batch: int, cfg: TrainConfig) -> float:
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    """The learning rate of (0-based) `step`: linear warm-up to cfg.lr over cfg.warmup steps."""
-    return cfg.lr * min(1.0, (step + 1) / max(cfg.warmup, 1))
+    """The learning rate of (0-based) `step`: linear warm-up to cfg.lr over cfg.warmup steps, constant, and with
+    cfg.rampdown a linear fall over the run's last cfg.rampdown steps (the last step at cfg.lr / rampdown)."""
+    scale = min(1.0, (step + 1) / max(cfg.warmup, 1))
+    if cfg.rampdown:
+        scale = min(scale, (cfg.steps - step) / cfg.rampdown)
+    return cfg.lr * scale
 
 
 def train_step(task: Task, model: nn.Module, net: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer,
@@ -320,7 +327,7 @@ def _check_same_run(path: Path, options: dict) -> None:
     was = json.loads(path.read_text())
     if was.get("kind") == HKD_KIND:   # runs started before HKD's settings were renamed
         was["model"] = current_names(was["model"])
-    was, now = _flat(was), _flat(json.loads(strict_json(options)))
+    was, now = {**_ADDED, **_flat(was)}, _flat(json.loads(strict_json(options)))
     diff = [f"{k}={was.get(k)!r}, now {now.get(k)!r}" for k in sorted(was.keys() | now.keys())
             if k not in _RESUMABLE and was.get(k) != now.get(k)]
     if diff:
