@@ -68,3 +68,13 @@ for ((s = 1000; s <= ${TEACHER_CONT_STEPS:-2000}; s += 1000)); do
 done
 $PY analyses/fid_vs_steps.py --label "teacher, Heun 35 NFE" $TEACHER $TC/model-step*.safetensors --count 2000 \
   --threads "$TH"
+# the constant-lr run flattens (FID 10.60 at step 14000, 5000 samples): a cool-down branch from the snapshot at
+# TEACHER_COOL_FROM steps, the lr falling linearly to 0 over TEACHER_COOL_STEPS steps of the same batch
+CF=${TEACHER_COOL_FROM:-16000} CS=${TEACHER_COOL_STEPS:-1500} TD=$R/teacher-fashion-cool
+if [ "${TEACHER_CONT_STEPS:-2000}" -ge "$CF" ]; then
+  $PY -m torch.distributed.run --standalone --nproc_per_node "${TEACHER_CONT_PROCS:-1}" -m koopscope.cli.main \
+    train teacher --preset fashion --init $TC/model-step$(printf %07d $CF).safetensors --amp bf16 --steps $CS \
+    --rampdown $CS --out $TD --threads "$TH" --no-progress --grid 0 $(resume $TD)
+  $PY analyses/fid_vs_steps.py --label "teacher cooled down, Heun 35 NFE" $TD/model.safetensors --count 5000 \
+    --threads "$TH"
+fi
