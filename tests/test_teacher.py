@@ -144,11 +144,13 @@ def test_resume_is_bit_for_bit(tmp_path, smoke_data):
 
 def test_rampdown_schedule_and_runs_recorded_before_it_resume(tmp_path, smoke_data):
     from koopscope.errors import KoopscopeError
-    from koopscope.train.loop import TrainConfig, lr_at
+    from koopscope.train.loop import TrainConfig, check_config, lr_at
 
     cfg = TrainConfig(steps=10, lr=1.0, warmup=2, rampdown=4)
     assert [lr_at(s, cfg) for s in range(10)] == [0.5, 1, 1, 1, 1, 1, 1, 0.75, 0.5, 0.25]
     assert [lr_at(s, replace(cfg, rampdown=0)) for s in range(10)] == [0.5] + [1] * 9
+    with pytest.raises(KoopscopeError, match="--rampdown 11 is longer than the run"):
+        check_config(replace(cfg, rampdown=11))
     _smoke(smoke_data, tmp_path / "run", 10)
     path = tmp_path / "run" / "options.json"
     opts = json.loads(path.read_text())

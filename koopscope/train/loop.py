@@ -151,6 +151,8 @@ def check_config(cfg: TrainConfig) -> None:
             raise KoopscopeError(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(cfg, name)}")
     if not (math.isfinite(cfg.lr) and cfg.lr > 0):
         raise KoopscopeError(f"--lr must be a positive number, got {cfg.lr}")
+    if cfg.rampdown > cfg.steps:
+        raise KoopscopeError(f"--rampdown {cfg.rampdown} is longer than the run (--steps {cfg.steps})")
     if cfg.amp not in AMP:
         raise KoopscopeError(f"--amp must be one of: {', '.join(AMP)}; got {cfg.amp!r}")
 
