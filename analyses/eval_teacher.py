@@ -27,16 +27,15 @@ SAMPLERS = (("heun", 18), ("heun", 8), ("euler", 10))   # 35, 15, 10 NFE
 NAMES = [f"{solver}{steps}" for solver, steps in SAMPLERS]
 
 
-def store_batches(path: Path, teacher: Path, count: int, seed: int, batch: int):
+def store_batches(path: Path, teacher_sha256: str, count: int, seed: int, batch: int):
     """Final states of a trajectory store as the Heun-18 samples of seeds seed..seed+count-1, and its NFE."""
     from koopscope.errors import KoopscopeError
-    from koopscope.io.meta import sha256
     from koopscope.trajectories import TrajectoryStore
 
     store = TrajectoryStore(path)
     m = store.manifest
     problems = [f"{k} is {m[k]!r}, need {v!r}" for k, v in
-                (("solver", "heun"), ("steps", 18), ("teacher_sha256", sha256(teacher))) if m[k] != v]
+                (("solver", "heun"), ("steps", 18), ("teacher_sha256", teacher_sha256)) if m[k] != v]
     if len(store) < count or store.seeds[:count].tolist() != list(range(seed, seed + count)):
         problems.append(f"its first {count} seeds are not {seed}..{seed + count - 1} (it holds {len(store)})")
     if problems:
@@ -78,9 +77,9 @@ def run(args) -> None:
     from koopscope.metrics.samples import evaluate_batches, evaluate_checkpoint, load_ref, real_floor
 
     t0 = time.perf_counter()
-    size = int(read_meta(args.teacher)["config"]["image_shape"][-1])
+    size, digest = int(read_meta(args.teacher)["config"]["image_shape"][-1]), sha256(args.teacher)
     if args.trajectories:   # checked before the long parts
-        stored, stored_nfe = store_batches(args.trajectories, args.teacher, args.count, args.seed, args.batch)
+        stored, stored_nfe = store_batches(args.trajectories, digest, args.count, args.seed, args.batch)
     ext = InceptionFeatures()
     ref = load_ref(args.ref, args.count, size, ext, args.progress)
     floor = real_floor(args.ref, args.count, size, ext, args.progress)
@@ -100,7 +99,6 @@ def run(args) -> None:
         rows.append({**r, "name": f"{solver.capitalize()} {steps}", "solver": solver, "steps": steps,
                      "seconds": time.perf_counter() - t1})
         print(f"{rows[-1]['name']}: FID {r['fid']:.3f} ({rows[-1]['seconds']:.0f} s)", flush=True)
-    digest = sha256(args.teacher)
     rows = merged(args, digest, rows)
     res = {"teacher": str(args.teacher), "teacher_sha256": digest, "count": args.count, "seed": args.seed,
            "reference": ref["meta"],

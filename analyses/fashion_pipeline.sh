@@ -58,12 +58,17 @@ $K reproduce --preset fashion --runs $R --threads "$TH" --no-progress
 # 2000 samples every 1000 steps; raise TEACHER_CONT_STEPS to go on (figures/fid_vs_steps.png), and set
 # TEACHER_CONT_PROCS to train on that many processes (torchrun, gloo; a run resumes on any number)
 TC=$R/teacher-fashion-cont
+further() {  # OUT INIT STEPS [options]: `train teacher --init INIT` on TEACHER_CONT_PROCS processes, bf16, resumable
+  local out=$1 init=$2 steps=$3
+  shift 3
+  $PY -m torch.distributed.run --standalone --nproc_per_node "${TEACHER_CONT_PROCS:-1}" -m koopscope.cli.main \
+    train teacher --preset fashion --init "$init" --amp bf16 --steps "$steps" --out "$out" --threads "$TH" \
+    --no-progress --grid 0 $(resume "$out") "$@"
+}
 for ((s = 1000; s <= ${TEACHER_CONT_STEPS:-2000}; s += 1000)); do
   snap=$TC/model-step$(printf %07d $s).safetensors
   [ -f "$snap" ] && continue
-  $PY -m torch.distributed.run --standalone --nproc_per_node "${TEACHER_CONT_PROCS:-1}" -m koopscope.cli.main \
-    train teacher --preset fashion --init $TEACHER --amp bf16 --steps $s --out $TC --threads "$TH" --no-progress \
-    --grid 0 $(resume $TC)
+  further $TC $TEACHER $s
   cp $TC/model.safetensors "$snap"
 done
 $PY analyses/fid_vs_steps.py --label "teacher, Heun 35 NFE" $TEACHER $TC/model-step*.safetensors --count 2000 \
@@ -73,9 +78,7 @@ $PY analyses/fid_vs_steps.py --label "teacher, Heun 35 NFE" $TEACHER $TC/model-s
 # 11.24 against 10.79 for the step-16000 snapshot, no gain)
 CF=${TEACHER_COOL_FROM:-16000} CS=${TEACHER_COOL_STEPS:-1500} TD=$R/teacher-fashion-cool
 if [ "${TEACHER_CONT_STEPS:-2000}" -ge "$CF" ]; then
-  $PY -m torch.distributed.run --standalone --nproc_per_node "${TEACHER_CONT_PROCS:-1}" -m koopscope.cli.main \
-    train teacher --preset fashion --init $TC/model-step$(printf %07d $CF).safetensors --amp bf16 --steps $CS \
-    --rampdown $CS --out $TD --threads "$TH" --no-progress --grid 0 $(resume $TD)
+  further $TD $TC/model-step$(printf %07d $CF).safetensors $CS --rampdown $CS
   $PY analyses/fid_vs_steps.py --label "teacher cooled down, Heun 35 NFE" $TD/model.safetensors --count 5000 \
     --threads "$TH"
 fi

@@ -23,17 +23,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def images_seen(meta: dict) -> int:
-    """Training images behind a checkpoint, including those of the checkpoints it was warm-started from."""
-    from koopscope.io.meta import warm_starts
-
-    chain = [meta, *(parent for _, parent in warm_starts(meta) if parent is not None)]
-    return sum(int(m["provenance"].get("images_seen", 0)) for m in chain)   # an untrained checkpoint has seen none
-
-
 def score(path: Path, digest: str, label: str, count: int, seed: int, ref: str, progress: bool) -> dict:
     """One row: FID, KID, precision/recall of ``count`` samples of the checkpoint at ``path``."""
-    from koopscope.io.meta import read_meta
+    from koopscope.io.meta import images_seen, read_meta
     from koopscope.metrics.samples import evaluate_checkpoint
 
     s = evaluate_checkpoint(path, count, reference=ref, seed=seed, batch=250, progress=progress)

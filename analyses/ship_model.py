@@ -27,7 +27,7 @@ from pathlib import Path
 from koopscope.hkd.config import HKDConfig, current_names
 from koopscope.io.atomic import atomic_path, write_json
 from koopscope.io.checkpoint import annotate
-from koopscope.io.meta import read_meta, sha256, warm_starts
+from koopscope.io.meta import images_seen, read_meta, sha256, warm_starts
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -125,7 +125,7 @@ def ship_teacher(args, meta: dict) -> None:
     keep = ("name", "nfe", "fid", "kid_mean", "kid_std", "precision", "recall")
     write_json(dest.with_suffix(".json"), {
         "what": f"EDM teacher, preset {prov['preset']}, EMA weights; "
-                f"{sum(int(m['provenance'].get('images_seen', 0)) for _, m in chain):,} training images in "
+                f"{images_seen(meta):,} training images in "
                 f"{len(chain)} run(s), each warm-started from the one before",
         "commands": ["bash analyses/fashion_pipeline.sh", f"python analyses/ship_model.py {args.model}"],
         "lineage": [{"sha256": d, **{k: m["provenance"].get(k) for k in

@@ -29,3 +29,16 @@ def chain(tmp_path_factory):
                     root / "teacher", preset="smoke", progress=False)
     generate(teacher, root / "store", 64, progress=False)
     return teacher, TrajectoryStore(root / "store")
+
+
+@pytest.fixture(scope="session")
+def continued(chain, tmp_path_factory):
+    """The chain's teacher trained 3 steps further (`train teacher --init`); returns its model path."""
+    from dataclasses import replace
+
+    from koopscope.pipeline import teacher_task
+    from koopscope.train.loop import train
+
+    task, cfg = teacher_task("smoke", init=chain[0])
+    return train(task, replace(cfg, steps=3, threads=1, grid=0, sample_every=0),
+                 tmp_path_factory.mktemp("continued") / "run", preset="smoke", progress=False)

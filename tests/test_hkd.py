@@ -341,21 +341,18 @@ def test_warm_start_from_a_trained_student(chain, trained):
         hkd_task("smoke", chain[1].path, chain[0], init=SHIPPED)
 
 
-def test_warm_start_carries_a_student_to_its_teacher_trained_further(chain, trained, tmp_path):
+def test_warm_start_carries_a_student_to_its_teacher_trained_further(chain, continued, trained, tmp_path):
     """A student of teacher T may warm-start on the trajectories of T continued by `train teacher --init T`;
     the reverse (a student of the continued teacher on T's store) is refused."""
     from dataclasses import replace
 
-    from koopscope.pipeline import hkd_task, teacher_task
+    from koopscope.pipeline import hkd_task
     from koopscope.train.loop import train
     from koopscope.trajectories import generate
 
-    task, cfg = teacher_task("smoke", init=chain[0])
-    further = train(task, replace(cfg, steps=3, threads=1, grid=0, sample_every=0), tmp_path / "teacher",
-                    preset="smoke", progress=False)
-    generate(further, tmp_path / "store", 8, progress=False)
+    generate(continued, tmp_path / "store", 8, progress=False)
     student = trained / "model.safetensors"
-    carried, hkd_cfg = hkd_task("smoke", tmp_path / "store", further, init=student)
+    carried, hkd_cfg = hkd_task("smoke", tmp_path / "store", continued, init=student)
     assert carried.config()["init"] == str(student)
     late = train(carried, replace(hkd_cfg, steps=2, threads=1, grid=0, sample_every=0), tmp_path / "hkd",
                  preset="smoke", progress=False)

@@ -277,16 +277,13 @@ def test_help_is_fast_and_lazy():
     assert "torch" not in {line.split("|")[-1].strip().split(".")[0] for line in r.stderr.splitlines()[1:]}
 
 
-def test_ship_model_ships_a_teacher_byte_for_byte_with_its_lineage(chain, tmp_path, monkeypatch):
+def test_ship_model_ships_a_teacher_byte_for_byte_with_its_lineage(chain, continued, tmp_path, monkeypatch):
     """analyses/ship_model.py on a teacher continued from another (train teacher --init)."""
     import runpy
 
     from koopscope.io.meta import sha256
-    from koopscope.pipeline import teacher_task
 
-    task, cfg = teacher_task("smoke", init=chain[0])
-    further = train(task, replace(cfg, steps=3, threads=1, grid=0, sample_every=0), tmp_path / "run",
-                    preset="smoke", progress=False)
+    further, steps = continued, TEACHER_PRESETS["smoke"].train.steps
     digest, metrics = sha256(further), {"fid": 9.5, "kid_mean": 0.01, "kid_std": 0.001, "precision": 0.5,
                                         "recall": 0.4}
     ev, rows, models = tmp_path / "eval.json", tmp_path / "rows.json", tmp_path / "models"
@@ -309,6 +306,6 @@ def test_ship_model_ships_a_teacher_byte_for_byte_with_its_lineage(chain, tmp_pa
     dest = models / "teacher-smoke.safetensors"
     assert dest.read_bytes() == further.read_bytes()
     rec = json.loads(dest.with_suffix(".json").read_text())
-    assert [(r["sha256"], r["step"]) for r in rec["lineage"]] == [(digest, 3), (sha256(chain[0]), cfg.steps)]
-    assert rec["lineage"][0]["images_seen"] == 3 * cfg.batch and rec["train"]["steps"] == 3
+    assert [(r["sha256"], r["step"]) for r in rec["lineage"]] == [(digest, 3), (sha256(chain[0]), steps)]
+    assert rec["lineage"][0]["images_seen"] == 3 * TEACHER_PRESETS["smoke"].train.batch and rec["train"]["steps"] == 3
     assert rec["sha256"] == digest and len(rec["fid_vs_steps"]) == 1 and rec["fid"]["samplers"][0]["fid"] == 9.5

@@ -57,8 +57,8 @@ class HKDTask:
         if model.cfg.unet != self.model_cfg.unet:
             raise KoopscopeError(f"--init {init} has another network than this run's")
         # the store's teacher or one it was warm-started from (a student carried over to a teacher trained further)
-        teacher = self.store.manifest
-        lineage = {teacher["teacher_sha256"], *(d for d, _ in warm_starts(teacher.get("teacher", {})))}
+        manifest = self.store.manifest
+        lineage = {manifest["teacher_sha256"], *(d for d, _ in warm_starts(manifest.get("teacher", {})))}
         if meta["provenance"].get("teacher_sha256") not in lineage:
             raise KoopscopeError(f"--init {init} was distilled from another teacher than this trajectory store's "
                                  "(nor from one that it was trained further from)")

@@ -71,6 +71,13 @@ def warm_starts(meta: dict):
         prov = parent.get("provenance", {})
 
 
+def images_seen(meta: dict) -> int:
+    """Training images behind a checkpoint, those of the checkpoints it was warm-started from included (as far as
+    their files still match)."""
+    chain = [meta, *(parent for _, parent in warm_starts(meta) if parent is not None)]
+    return sum(int(m.get("provenance", {}).get("images_seen", 0)) for m in chain)   # untrained: none
+
+
 def require_kind(meta: dict, path: str | Path, kinds: str | tuple[str, ...]) -> None:
     """Refuse a checkpoint of another kind: the one message for it, naming the command that makes the right one."""
     kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)

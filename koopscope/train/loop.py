@@ -26,7 +26,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Protocol
 
@@ -77,8 +77,6 @@ _LOWEST = {"steps": 1, "batch": 1, "warmup": 0, "rampdown": 0, "log_every": 1, "
 # Settings a resumed run may change; anything else in options.json must match the run's start.
 _RESUMABLE = {"train.steps", "train.threads", "train.log_every", "train.ckpt_every", "train.sample_every",
               "train.grid", "world_size"}   # world size: a resume may change it (recorded anew)
-# Settings added since runs were first recorded, with the value that older options.json files mean.
-_ADDED = {"train.rampdown": 0}
 
 
 class Task(Protocol):
@@ -329,7 +327,9 @@ def _check_same_run(path: Path, options: dict) -> None:
     was = json.loads(path.read_text())
     if was.get("kind") == HKD_KIND:   # runs started before HKD's settings were renamed
         was["model"] = current_names(was["model"])
-    was, now = {**_ADDED, **_flat(was)}, _flat(json.loads(strict_json(options)))
+    # a setting added since the run started was recorded nowhere: the run had its default
+    defaults = {f"train.{f.name}": f.default for f in fields(TrainConfig)}
+    was, now = {**defaults, **_flat(was)}, _flat(json.loads(strict_json(options)))
     diff = [f"{k}={was.get(k)!r}, now {now.get(k)!r}" for k in sorted(was.keys() | now.keys())
             if k not in _RESUMABLE and was.get(k) != now.get(k)]
     if diff:
