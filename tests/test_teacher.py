@@ -309,3 +309,19 @@ def test_ship_model_ships_a_teacher_byte_for_byte_with_its_lineage(chain, contin
     assert [(r["sha256"], r["step"]) for r in rec["lineage"]] == [(digest, 3), (sha256(chain[0]), steps)]
     assert rec["lineage"][0]["images_seen"] == 3 * TEACHER_PRESETS["smoke"].train.batch and rec["train"]["steps"] == 3
     assert rec["sha256"] == digest and len(rec["fid_vs_steps"]) == 1 and rec["fid"]["samplers"][0]["fid"] == 9.5
+
+
+def test_a_warm_start_chain_is_found_through_the_shipped_models(tmp_path):
+    """A run made in another checkout records an init path that is gone here: the chain goes on through the shipped
+    model with the recorded sha256, and stops (metadata None) at a digest that nothing here holds."""
+    from koopscope.io.meta import images_seen, read_meta, sha256, warm_starts
+    from koopscope.models import SHIPPED_TEACHER
+
+    shipped = read_meta(SHIPPED_TEACHER)
+    moved = {"provenance": {"init": str(tmp_path / "gone" / "teacher-fashion.safetensors"),
+                            "init_sha256": sha256(SHIPPED_TEACHER), "images_seen": 1000}}
+    digest, parent = next(warm_starts(moved))
+    assert digest == sha256(SHIPPED_TEACHER) and parent == shipped
+    assert images_seen(moved) == 1000 + images_seen(shipped) > 1000
+    unknown = {"provenance": {"init": str(SHIPPED_TEACHER), "init_sha256": "0" * 64, "images_seen": 1000}}
+    assert list(warm_starts(unknown)) == [("0" * 64, None)] and images_seen(unknown) == 1000

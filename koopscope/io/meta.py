@@ -59,16 +59,24 @@ def read_meta(path: str | Path) -> dict:
 
 def warm_starts(meta: dict):
     """(sha256, metadata) of each checkpoint that ``meta``'s weights were warm-started from (`--init`), nearest
-    first. The chain is followed through files that still hold what the provenance names; the last one yielded
-    has metadata None when its file is gone or has changed since."""
+    first. The chain is followed through files that still hold what the provenance names, at the recorded path or
+    else among the shipped models (a run on another machine or checkout); the last one yielded has metadata None
+    when no such file is found."""
     prov = meta.get("provenance", {})
     while digest := prov.get("init_sha256"):
-        init = Path(prov.get("init") or "")
-        parent = read_meta(init) if init.is_file() and sha256(init) == digest else None
+        init = _holding(digest, Path(prov.get("init") or ""))
+        parent = read_meta(init) if init else None
         yield digest, parent
         if parent is None:
             return
         prov = parent.get("provenance", {})
+
+
+def _holding(digest: str, recorded: Path) -> Path | None:
+    """The file whose sha256 is ``digest``: the recorded path if it still holds it, else a shipped model."""
+    from ..models import SHIPPED, SHIPPED_TEACHER
+
+    return next((p for p in (recorded, SHIPPED_TEACHER, SHIPPED) if p.is_file() and sha256(p) == digest), None)
 
 
 def images_seen(meta: dict) -> int:
