@@ -11,6 +11,8 @@ gradient clean-up and clipping, Adam, EMA. Variants, each against the fp32 basel
     batch xN       BATCH_FACTOR times the preset's batch on the same threads
     native 28x28   unpadded Fashion-MNIST ("not applicable", with the reason, where the U-Net cannot take
                    28x28, or, for HKD, where the trajectory store holds padded states)
+    channels x2    not a speed-up but a cost: the teacher's U-Net with twice the base channels, fp32 (what a wider
+                   teacher would cost per image; for HKD "not applicable": its networks are the teacher's)
 
 Timing: one warm-up step per variant, then --repeats rounds; a round times --steps steps of every variant
 of both models, alternated (the order rotates round by round) so drift on a shared machine hits all alike.
@@ -51,6 +53,7 @@ RUNS = Path(os.environ.get("RUNS", "~/koopscope-runs")).expanduser()
 WIN = 1.1
 TOLERANCE = {"loss_rel_diff": 0.01, "grad_cosine": 0.99}
 BATCH_FACTOR = 2
+WIDER = 2            # the wider teacher's channel factor
 NATIVE = 28          # Fashion-MNIST's own size (the presets pad it to 32)
 NUMERICS_SEED = 1234
 CPU = torch.device("cpu")
@@ -167,6 +170,12 @@ def build_runs(preset: str, teacher: Path, store: Path, compiled: bool, compile_
         else:
             why = reason or f"the trajectory store holds {tuple(h_task.store.image_shape)} states"
             skipped[model].append({"name": name, "batch": b, "status": "not applicable", "reason": why})
+        if model == "teacher":
+            wide = TeacherTask(replace(task.unet, channels=WIDER * task.unet.channels), task.dataset)
+            runs.append(Run(model, f"channels x{WIDER}", wide, wide.net, cfg, b, numerics=False))
+        else:
+            skipped[model].append({"name": f"channels x{WIDER}", "batch": b, "status": "not applicable",
+                                   "reason": "the student's networks are its teacher's: a wider teacher widens it"})
     return runs, skipped
 
 

@@ -33,7 +33,7 @@ def test_bench_training_quick(tmp_path):
     assert {"preset", "threads", "repeats", "steps", "tolerance", "win", "winners", "teacher", "hkd"} <= res.keys()
     for model in ("teacher", "hkd"):
         by = {v["name"]: v for v in res[model]}
-        assert {"fp32", "bf16", "channels_last", "compile", "batch x2", "native 28x28"} == by.keys()
+        assert {"fp32", "bf16", "channels_last", "compile", "batch x2", "native 28x28", "channels x2"} == by.keys()
         assert by["fp32"]["ratio"] == 1.0
         for v in res[model]:
             if v["status"] == "ok":
@@ -44,6 +44,9 @@ def test_bench_training_quick(tmp_path):
             assert -1 <= by[name]["grad_cosine"] <= 1 + 1e-6 and by[name]["loss_rel_diff"] >= 0
         assert by["compile"]["status"] == "skipped"   # --quick does not compile
     assert {v["name"]: v["status"] for v in res["hkd"]}["native 28x28"] == "not applicable"
+    assert {v["name"]: v["status"] for v in res["hkd"]}["channels x2"] == "not applicable"
+    wide = {v["name"]: v for v in res["teacher"]}["channels x2"]
+    assert wide["status"] == "ok" and "grad_cosine" not in wide and not wide["wins"]
     assert (tmp_path / "b.png").stat().st_size > 0 and (tmp_path / "b.pdf").stat().st_size > 0
 
 
