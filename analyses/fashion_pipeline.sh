@@ -56,8 +56,15 @@ $PY analyses/comparison.py --trajectories $S --teacher $TEACHER --threads "$TH" 
 $K reproduce --preset fashion --runs $R --threads "$TH" --no-progress
 # the teacher trained further (warm start from the shipped one, bf16 autocast), a snapshot and an FID point of
 # 2000 samples every 1000 steps; raise TEACHER_CONT_STEPS to go on (figures/fid_vs_steps.png), and set
-# TEACHER_CONT_PROCS to train on that many processes (torchrun, gloo; a run resumes on any number)
-TC=$R/teacher-fashion-cont
+# TEACHER_CONT_PROCS to train on that many processes (torchrun, gloo; a run resumes on any number).
+# A fresh machine has lost RUNS: the run then goes on from the snapshot committed under checkpoints/ (its EMA
+# weights, named by its steps beyond the shipped teacher) as a warm start with a fresh optimizer.
+TC=$R/teacher-fashion-cont FROM=$TEACHER START=0
+CC=$(ls checkpoints/teacher-fashion-cont-step*.safetensors 2>/dev/null | tail -n 1)
+if [ ! -f $TC/checkpoint.safetensors ] && [ -n "$CC" ]; then
+  START=${CC##*step} FROM=$(pwd)/$CC
+  START=$((10#${START%.safetensors})) TC=$R/teacher-fashion-cont-from$START
+fi
 further() {  # OUT INIT STEPS [options]: `train teacher --init INIT` on TEACHER_CONT_PROCS processes, bf16, resumable
   local out=$1 init=$2 steps=$3
   shift 3
@@ -65,10 +72,10 @@ further() {  # OUT INIT STEPS [options]: `train teacher --init INIT` on TEACHER_
     train teacher --preset fashion --init "$init" --amp bf16 --steps "$steps" --out "$out" --threads "$TH" \
     --no-progress --grid 0 $(resume "$out") "$@"
 }
-for ((s = 1000; s <= ${TEACHER_CONT_STEPS:-2000}; s += 1000)); do
+for ((s = START + 1000; s <= ${TEACHER_CONT_STEPS:-2000}; s += 1000)); do
   snap=$TC/model-step$(printf %07d $s).safetensors
   [ -f "$snap" ] && continue
-  further $TC $TEACHER $s
+  further $TC $FROM $((s - START))
   cp $TC/model.safetensors "$snap"
 done
 $PY analyses/fid_vs_steps.py --label "teacher, Heun 35 NFE" $TEACHER $TC/model-step*.safetensors --count 2000 \
