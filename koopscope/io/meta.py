@@ -9,6 +9,7 @@ from pathlib import Path
 from safetensors import SafetensorError, safe_open
 
 from ..errors import CheckpointError
+from ..models import SHIPPED, SHIPPED_TEACHER
 
 FORMAT = 1
 META_KEY = "koopscope"
@@ -74,8 +75,6 @@ def warm_starts(meta: dict):
 
 def _holding(digest: str, recorded: Path) -> Path | None:
     """The file whose sha256 is ``digest``: the recorded path if it still holds it, else a shipped model."""
-    from ..models import SHIPPED, SHIPPED_TEACHER
-
     return next((p for p in (recorded, SHIPPED_TEACHER, SHIPPED) if p.is_file() and sha256(p) == digest), None)
 
 
