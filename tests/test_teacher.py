@@ -325,3 +325,31 @@ def test_a_warm_start_chain_is_found_through_the_shipped_models(tmp_path):
     assert images_seen(moved) == 1000 + images_seen(shipped) > 1000
     unknown = {"provenance": {"init": str(SHIPPED_TEACHER), "init_sha256": "0" * 64, "images_seen": 1000}}
     assert list(warm_starts(unknown)) == [("0" * 64, None)] and images_seen(unknown) == 1000
+
+
+def test_average_is_the_mean_of_the_snapshots_ema_weights(chain, continued, tmp_path):
+    """`train average`: a loadable teacher whose weights are the snapshots' mean, the last one's lineage and the
+    snapshots named; one snapshot, or a checkpoint of another network, is a one-line error and writes nothing."""
+    from koopscope.io.checkpoint import prefixed
+    from koopscope.io.meta import images_seen, read_meta, sha256
+
+    out = tmp_path / "mean.safetensors"
+    r = _cli("train", "average", str(chain[0]), str(continued), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    (a, _), (b, _), (m, meta) = (load_checkpoint(p) for p in (chain[0], continued, out))
+    a, b, m = prefixed(a, "ema"), prefixed(b, "ema"), prefixed(m, "ema")
+    assert m.keys() == a.keys() and any(not torch.equal(a[k], b[k]) for k in a)
+    for k in a:
+        expect = (a[k].double() + b[k].double()) / 2 if a[k].is_floating_point() else b[k]
+        assert m[k].dtype == a[k].dtype and torch.allclose(m[k].double(), expect, atol=1e-6), k
+    assert [s["sha256"] for s in meta["provenance"]["averaged"]] == [sha256(chain[0]), sha256(continued)]
+    assert images_seen(meta) == images_seen(read_meta(continued))
+    load_teacher(out)
+
+    other = tmp_path / "other.safetensors"
+    tensors, meta = load_checkpoint(continued)
+    save_checkpoint(other, tensors, "teacher", {**meta["config"], "sampler_steps": 5}, meta["provenance"])
+    for args, message in (([str(continued)], "at least two"), ([str(continued), str(other)], "same network")):
+        r = _cli("train", "average", *args, "--out", str(tmp_path / "bad.safetensors"))
+        assert r.returncode == 2 and message in r.stderr and r.stderr.count("\n") == 1
+    assert not (tmp_path / "bad.safetensors").exists()

@@ -44,7 +44,8 @@ def _train(build, cfg, out: Path, resume: bool, preset: str, progress: bool) -> 
 
 
 app = typer.Typer(no_args_is_help=True,
-                  help="Train the EDM teacher, the HKD student, or the KD and CD baselines (torchrun-ready).")
+                  help="Train the EDM teacher, the HKD student, or the KD and CD baselines (torchrun-ready); average a "
+                       "run's snapshots.")
 
 
 @app.command("teacher")
@@ -187,3 +188,20 @@ app.command("cd")(_distill_command(
     "cd", "huber (default) | mse.",
     "Consistency distillation baseline (Song et al. 2023) on adjacent grid times of the stored trajectories; "
     "sample with `koopscope sample --steps 1|2|3`."))
+
+
+@app.command("average")
+@user_errors
+def average(
+    snapshots: list[Path] = typer.Argument(..., help="Two or more snapshots of one run (model-stepN.safetensors)."),
+    out: Path = typer.Option(..., help="The averaged checkpoint (.safetensors)."),
+):
+    """Average snapshots' EMA weights into one checkpoint: a longer EMA chosen after training (post-hoc)."""
+    from ..errors import KoopscopeError
+
+    if out.suffix != ".safetensors":
+        raise KoopscopeError(f"--out '{out}': give a .safetensors file")
+    check_output(out, "file")
+    from ..train.average import average_checkpoints
+
+    print(f"averaged {len(snapshots)} snapshots: {average_checkpoints(snapshots, out)}")

@@ -1,1 +1,1 @@
-"""The training loop shared by the teacher and the HKD student, and the presets."""
+"""The training loop shared by the teacher and the HKD student, the presets, and post-hoc averaging of snapshots."""
