@@ -37,15 +37,21 @@ def score(path: Path, digest: str, label: str, count: int, seed: int, ref: str, 
 
 
 def plot(rows: list[dict], stem: Path) -> None:
+    from matplotlib.ticker import FuncFormatter
+
     from koopscope.io.figures import pyplot, save_figure
 
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for key in sorted({(r["label"], r["count"]) for r in rows}):
+    keys = sorted({(r["label"], r["count"]) for r in rows})
+    fig, ax = plt.subplots(figsize=(6, 3.6 + 0.16 * len(keys)))
+    for key in keys:
         line = sorted((r["images_seen"], r["fid"]) for r in rows if (r["label"], r["count"]) == key)
         ax.plot(*zip(*line), marker="o", label=f"{key[0]}, {key[1]} samples")
-    ax.set(xlabel="training images seen", ylabel="FID", title="FID along training")
-    ax.legend(fontsize=7)
+    ax.set(xlabel="training images seen", ylabel="FID (log scale)", title="FID along training", yscale="log")
+    label = FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "12346" else "")   # 10, 20, 30, 40, 60
+    ax.yaxis.set_major_formatter(label)
+    ax.yaxis.set_minor_formatter(label)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1, frameon=False)
     save_figure(fig, stem)
 
 
