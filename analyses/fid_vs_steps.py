@@ -47,7 +47,9 @@ def plot(rows: list[dict], stem: Path) -> None:
     for key in keys:
         line = sorted((r["images_seen"], r["fid"]) for r in rows if (r["label"], r["count"]) == key)
         ax.plot(*zip(*line), marker="o", label=f"{key[0]}, {key[1]} samples")
-    ax.set(xlabel="training images seen", ylabel="FID (log scale)", title="FID along training", yscale="log")
+    log = all(r["fid"] > 0 for r in rows)   # a tiny test count can give FID <= 0
+    ax.set(xlabel="training images seen", ylabel="FID (log scale)" if log else "FID", title="FID along training",
+           yscale="log" if log else "linear")
     label = FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "12346" else "")   # 10, 20, 30, 40, 60
     ax.yaxis.set_major_formatter(label)
     ax.yaxis.set_minor_formatter(label)
