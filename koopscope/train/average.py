@@ -15,24 +15,17 @@ def average_checkpoints(paths: list[Path], out: Path) -> Path:
     must be of one kind and one config (snapshots of one network)."""
     if len(paths) < 2:
         raise KoopscopeError(f"averaging needs at least two checkpoints, got {len(paths)}")
-    total, dtypes, metas = None, {}, []
-    for path in paths:
-        tensors, meta = load_checkpoint(path)
-        weights = prefixed(tensors, "ema") or prefixed(tensors, "model")
-        if metas and (meta["kind"], meta["config"]) != (metas[0]["kind"], metas[0]["config"]):
-            raise KoopscopeError(f"{path} is not a snapshot of the same network as {paths[0]} (another kind or "
-                                 "config); average snapshots of one run")
-        if total is None:
-            dtypes = {k: v.dtype for k, v in weights.items()}
-            total = {k: v.double() if v.is_floating_point() else v for k, v in weights.items()}
-        elif weights.keys() != total.keys():
-            raise KoopscopeError(f"{path} holds other weights than {paths[0]}; average snapshots of one run")
-        else:
-            for k, v in weights.items():
-                total[k] = total[k] + v.double() if v.is_floating_point() else v
-        metas.append({**meta, "sha256": sha256(path), "path": str(path)})
-    mean = {k: (v / len(paths)).to(dtypes[k]) if v.is_floating_point() else v for k, v in total.items()}
-    last = metas[-1]
-    averaged = [{"path": m["path"], "sha256": m["sha256"], "step": m["provenance"].get("step")} for m in metas]
+    loaded = [load_checkpoint(path) for path in paths]
+    weights = [prefixed(tensors, "ema") or prefixed(tensors, "model") for tensors, _ in loaded]
+    network = [(meta["kind"], meta["config"], w.keys()) for (_, meta), w in zip(loaded, weights)]
+    for path, net in zip(paths[1:], network[1:]):
+        if net != network[0]:
+            raise KoopscopeError(f"{path} is not a snapshot of the same network as {paths[0]} (another kind, config "
+                                 "or weights); average snapshots of one run")
+    mean = {k: (sum(w[k].double() for w in weights) / len(weights)).to(v.dtype) if v.is_floating_point()
+            else weights[-1][k] for k, v in weights[0].items()}
+    last = loaded[-1][1]
+    averaged = [{"path": str(path), "sha256": sha256(path), "step": meta["provenance"].get("step")}
+                for path, (_, meta) in zip(paths, loaded)]
     return save_checkpoint(out, with_prefix(mean, "ema"), last["kind"], last["config"],
                            {**last["provenance"], "averaged": averaged}, state={"step": last["provenance"].get("step")})
