@@ -44,9 +44,9 @@ def plot(rows: list[dict], stem: Path) -> None:
     plt = pyplot()
     keys = sorted({(r["label"], r["count"]) for r in rows})
     fig, ax = plt.subplots(figsize=(6, 3.6 + 0.16 * len(keys)))
-    for key in keys:
+    for i, key in enumerate(keys):   # hollow markers, a new shape each time the ten colours come round again
         line = sorted((r["images_seen"], r["fid"]) for r in rows if (r["label"], r["count"]) == key)
-        ax.plot(*zip(*line), marker="o", label=f"{key[0]}, {key[1]} samples")
+        ax.plot(*zip(*line), marker="osD^v"[i // 10 % 5], fillstyle="none", label=f"{key[0]}, {key[1]} samples")
     log = all(r["fid"] > 0 for r in rows)   # a tiny test count can give FID <= 0
     ax.set(xlabel="training images seen", ylabel="FID (log scale)" if log else "FID", title="FID along training",
            yscale="log" if log else "linear")
