@@ -96,3 +96,29 @@ if [ "${TEACHER_CONT_STEPS:-2000}" -ge "$CF" ]; then
   $PY analyses/fid_vs_steps.py --label "teacher cooled down, Heun 35 NFE" $TD/model.safetensors --count 5000 \
     --threads "$TH"
 fi
+# the student on the improved teacher: the shipped student carried over (`--init`) onto 5000 trajectories of the
+# mean 13000-18000 teacher, bf16, batch 32, a snapshot every 500 steps; raise STUDENT_CONT_STEPS to go on and set
+# STUDENT_CONT_PROCS to train on that many processes. When RUNS has lost the run, it goes on from the newest
+# snapshot committed under checkpoints/ (hkd-fashion-mean13-18-stepNNNNNNN, a warm start with a fresh optimizer).
+# About 28 images/s on two processes here: the ~1.3M images the student target needs are a lent GPU's work
+# (analyses/device_train.sh --teacher checkpoints/teacher-fashion-mean13-18.safetensors --init <shipped student>).
+MT=$(pwd)/checkpoints/teacher-fashion-mean13-18.safetensors SM=$R/traj-fashion-mean13-18
+HC=$R/hkd-fashion-mean13-18 HFROM=$(pwd)/koopscope/models/hkd-fashion.safetensors HSTART=0
+$K trajectories $MT --out $SM --count 5000 --threads "$TH" --no-progress
+missing analyses/results/eval_teacher-mean13-18.json && $PY analyses/eval_teacher.py --teacher $MT --trajectories $SM \
+  --count 5000 --threads "$TH" --no-progress --out analyses/results/eval_teacher-mean13-18.json
+CH=$(ls checkpoints/hkd-fashion-mean13-18-step*.safetensors 2>/dev/null | tail -n 1)
+if [ ! -f $HC/checkpoint.safetensors ] && [ -n "$CH" ]; then
+  HSTART=${CH##*step} HFROM=$(pwd)/$CH
+  HSTART=$((10#${HSTART%.safetensors})) HC=$R/hkd-fashion-mean13-18-from$HSTART
+fi
+for ((s = HSTART + 500; s <= ${STUDENT_CONT_STEPS:-0}; s += 500)); do
+  snap=$HC/model-step$(printf %07d $s).safetensors
+  [ -f "$snap" ] && continue
+  $PY -m torch.distributed.run --standalone --nproc_per_node "${STUDENT_CONT_PROCS:-1}" -m koopscope.cli.main \
+    train hkd --preset fashion --trajectories $SM --teacher $MT --init $HFROM --amp bf16 --grid 0 \
+    --steps $((s - HSTART)) --out $HC --threads "$TH" --no-progress $(resume $HC)
+  cp $HC/model.safetensors "$snap"
+done
+! ls $HC/model-step*.safetensors > /dev/null 2>&1 || $PY analyses/fid_vs_steps.py \
+  --label "HKD carried over onto the mean-13-18 teacher, one step" $HC/model-step*.safetensors --count 2000 --threads "$TH"

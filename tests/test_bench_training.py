@@ -82,5 +82,16 @@ def test_device_train_smoke(tmp_path):
         assert (tmp_path / "out" / name).stat().st_size > 0
     for kind in ("teacher", "hkd"):
         assert json.loads((tmp_path / "runs" / kind / "options.json").read_text())["train"]["amp"] == "bf16"
+    # a given teacher is distilled only: no teacher training, the student warm-started from --init
+    runs, teacher = tmp_path / "runs2", tmp_path / "out" / "teacher.safetensors"
+    r = _run("bash", "analyses/device_train.sh", "--smoke", "--runs", str(runs), "--dest", str(tmp_path / "out2"),
+             "--teacher", str(teacher), "--init", str(tmp_path / "out" / "hkd.safetensors"))
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "out2").iterdir()) == ["hkd-log.jsonl", "hkd.safetensors"]
+    assert not (runs / "teacher").exists()
+    model = json.loads((runs / "hkd" / "options.json").read_text())["model"]
+    assert (model["init"], model["teacher"]) == (str(tmp_path / "out" / "hkd.safetensors"), str(teacher))
     bad = _run("bash", "analyses/device_train.sh", "--bogus")
     assert bad.returncode == 2 and "unknown option --bogus" in bad.stderr
+    missing = _run("bash", "analyses/device_train.sh", "--dest", str(tmp_path), "--teacher", str(tmp_path / "no.pt"))
+    assert missing.returncode == 2 and "no such checkpoint" in missing.stderr
