@@ -4,6 +4,8 @@
         [--consistency analyses/results/consistency_fashion.json]
     python analyses/ship_model.py runs/teacher-fashion-cont/model-step0014000.safetensors
         [--eval-teacher analyses/results/eval_teacher.json] [--fid-rows analyses/results/fid_vs_steps.json]
+    python analyses/ship_model.py checkpoints/teacher-fashion-mean13-18.safetensors --models checkpoints \
+        --name teacher-fashion-mean13-18 --eval-teacher analyses/results/eval_teacher-mean13-18.json
 
 Copies the checkpoint (EMA weights only) to koopscope/models/hkd-<preset>.safetensors, with the
 consistency summary (`koopscope consistency CKPT --out DIR`'s JSON) in its metadata, where
@@ -62,6 +64,8 @@ def main() -> None:
     ap.add_argument("--eval-teacher", type=Path, default=ROOT / "analyses/results/eval_teacher.json")
     ap.add_argument("--fid-rows", type=Path, default=ROOT / "analyses/results/fid_vs_steps.json")
     ap.add_argument("--models", type=Path, default=ROOT / "koopscope/models", help="where the package's models live")
+    ap.add_argument("--name", default=None, help="file name in --models (default hkd-<preset> or teacher-<preset>); "
+                    "a teacher already there keeps its file and gains the JSON")
     ap.add_argument("--note", default=None, help="anything else a user should know about how it was made")
     args = ap.parse_args()
 
@@ -81,7 +85,7 @@ def main() -> None:
     cons = {k: cons[k] for k in ("consistent", "verdict", "min_explained", "threshold", "verdict_sigma", "count",
                                  "sigmas", "explained_from_T", "band_validity", "fidelity_mean", "one_step_mse",
                                  "one_step_mse_no_dynamics", "seeds", "trajectories") if k in cons}
-    name = f"hkd-{prov['preset']}"
+    name = args.name or f"hkd-{prov['preset']}"
     dest = args.models / f"{name}.safetensors"
     annotate(args.model, dest, consistency=cons)
     tp = teacher["provenance"]
@@ -118,10 +122,11 @@ def ship_teacher(args, meta: dict) -> None:
     if ev.get("teacher_sha256") != digest:
         raise SystemExit(f"error: {args.eval_teacher} evaluates {ev['teacher']}, not this teacher")
     rows = [r for r in json.loads(args.fid_rows.read_text())["rows"] if r["sha256"] == digest]
-    dest = args.models / f"teacher-{prov['preset']}.safetensors"
+    dest = args.models / f"{args.name or 'teacher-' + prov['preset']}.safetensors"
     options = (args.run or args.model.parent) / "options.json"   # the last run's training options
-    with atomic_path(dest) as tmp:
-        shutil.copyfile(args.model, tmp)
+    if not (dest.exists() and dest.samefile(args.model)):
+        with atomic_path(dest) as tmp:
+            shutil.copyfile(args.model, tmp)
     keep = ("name", "nfe", "fid", "kid_mean", "kid_std", "precision", "recall")
     write_json(dest.with_suffix(".json"), {
         "what": f"EDM teacher, preset {prov['preset']}, EMA weights; "

@@ -290,13 +290,13 @@ def test_ship_model_ships_a_teacher_byte_for_byte_with_its_lineage(chain, contin
     rows.write_text(json.dumps({"rows": [{"sha256": s, "count": 8, "seeds": [0, 7], **metrics}
                                          for s in (digest, "another")]}))
 
-    def ship(evaluated: str):
+    def ship(evaluated: str, *extra: str):
         ev.write_text(json.dumps({"teacher": "t", "teacher_sha256": evaluated, "count": 8, "seed": 0,
                                   "reference": {"count": 8}, "floor": metrics,
                                   "samplers": [{"name": "Heun 18", "nfe": 35, **metrics}]}))
         script = str(Path(__file__).resolve().parent.parent / "analyses/ship_model.py")
         monkeypatch.setattr("sys.argv", [script, str(further), "--eval-teacher", str(ev), "--fid-rows", str(rows),
-                                         "--models", str(models)])
+                                         "--models", str(models), *extra])
         runpy.run_path(script, run_name="__main__")
 
     with pytest.raises(SystemExit, match="not this teacher"):
@@ -309,6 +309,11 @@ def test_ship_model_ships_a_teacher_byte_for_byte_with_its_lineage(chain, contin
     assert [(r["sha256"], r["step"]) for r in rec["lineage"]] == [(digest, 3), (sha256(chain[0]), steps)]
     assert rec["lineage"][0]["images_seen"] == 3 * TEACHER_PRESETS["smoke"].train.batch and rec["train"]["steps"] == 3
     assert rec["sha256"] == digest and len(rec["fid_vs_steps"]) == 1 and rec["fid"]["samplers"][0]["fid"] == 9.5
+    # a teacher kept where it lies (--models its folder, --name its stem) gains the JSON, the file untouched
+    before = further.stat().st_mtime_ns
+    ship(digest, "--models", str(further.parent), "--name", further.stem)
+    assert further.stat().st_mtime_ns == before and further.read_bytes() == dest.read_bytes()
+    assert json.loads(further.with_suffix(".json").read_text())["lineage"] == rec["lineage"]
 
 
 def test_a_warm_start_chain_is_found_through_the_shipped_models(tmp_path):
