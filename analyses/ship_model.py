@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
+import sys
 from pathlib import Path
 
 from koopscope.hkd.config import HKDConfig, current_names
@@ -94,7 +96,7 @@ def main() -> None:
                 f"{args.teacher.relative_to(ROOT)} on {prov['trajectory_count']} of its Heun "
                 f"{prov['grid_steps']}-step trajectories",
         "commands": ["bash analyses/fashion_pipeline.sh",
-                     f"python analyses/ship_model.py {args.model}"],
+                     "python analyses/ship_model.py " + shlex.join(sys.argv[1:])],
         "train_command": train_command(meta, args.teacher.relative_to(ROOT), args.run or args.model.parent),
         "steps": prov["step"], "images_seen": prov["images_seen"], "git_commit": prov["git_commit"],
         "config": meta["config"],
@@ -132,7 +134,7 @@ def ship_teacher(args, meta: dict) -> None:
         "what": f"EDM teacher, preset {prov['preset']}, EMA weights; "
                 f"{images_seen(meta):,} training images in "
                 f"{len(chain)} run(s), each warm-started from the one before",
-        "commands": ["bash analyses/fashion_pipeline.sh", f"python analyses/ship_model.py {args.model}"],
+        "commands": ["bash analyses/fashion_pipeline.sh", "python analyses/ship_model.py " + shlex.join(sys.argv[1:])],
         "lineage": [{"sha256": d, **{k: m["provenance"].get(k) for k in
                                      ("step", "images_seen", "git_commit", "init", "init_sha256")}}
                     for d, m in chain],
