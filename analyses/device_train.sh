@@ -20,20 +20,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PRESET=fashion T_STEPS=4000 T_BATCH=512 COUNT=5000 H_STEPS=3000 H_BATCH=128
-RUNS=runs/device-train DEST=${OUT:-} TEACHER="" INIT=()
+RUNS=runs/device-train DEST=${OUT:-} TEACHER="" INIT=""
 while [ $# -gt 0 ]; do
   case $1 in
     --data-root) export KOOPSCOPE_FASHION_DIR=$2; shift 2 ;;
     --runs) RUNS=$2; shift 2 ;;
     --dest) DEST=$2; shift 2 ;;
     --teacher) TEACHER=$2; shift 2 ;;
-    --init) INIT=(--init "$2"); shift 2 ;;
+    --init) INIT=$2; shift 2 ;;
     --smoke) PRESET=smoke T_STEPS=20 T_BATCH=32 COUNT=16 H_STEPS=10 H_BATCH=16; shift ;;
     *) echo "device_train.sh: unknown option $1 (expected --data-root DIR, --runs DIR, --dest DIR, --teacher CKPT, --init CKPT, --smoke)" >&2; exit 2 ;;
   esac
 done
 [ -n "$DEST" ] || { echo "device_train.sh: no destination: pass --dest DIR or set OUT" >&2; exit 2; }
-for f in "$TEACHER" "${INIT[@]:1}"; do
+for f in "$TEACHER" "$INIT"; do
   [ -z "$f" ] || [ -f "$f" ] || { echo "device_train.sh: no such checkpoint: $f" >&2; exit 2; }
 done
 PY=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
@@ -65,7 +65,7 @@ fi
 $PY -m koopscope trajectories "$TEACHER" --out "$RUNS/store" --count "$COUNT" --batch 1000 \
   --no-progress
 train hkd "$RUNS/hkd" "$H_STEPS" "$H_BATCH" "$HKD_CAP" --trajectories "$RUNS/store" --teacher "$TEACHER" \
-  "${INIT[@]}"
+  ${INIT:+--init "$INIT"}
 mkdir -p "$DEST"
 for kind in "${KINDS[@]}"; do
   cp "$RUNS/$kind/model.safetensors" "$DEST/$kind.safetensors"

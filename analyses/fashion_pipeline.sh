@@ -59,25 +59,35 @@ $K reproduce --preset fashion --runs $R --threads "$TH" --no-progress
 # TEACHER_CONT_PROCS to train on that many processes (torchrun, gloo; a run resumes on any number).
 # A fresh machine has lost RUNS: the run then goes on from the snapshot committed under checkpoints/ (its EMA
 # weights, named by its steps beyond the shipped teacher) as a warm start with a fresh optimizer.
-TC=$R/teacher-fashion-cont FROM=$TEACHER START=0
-CC=$(ls checkpoints/teacher-fashion-cont-step*.safetensors 2>/dev/null | tail -n 1)
-if [ ! -f $TC/checkpoint.safetensors ] && [ -n "$CC" ]; then
-  START=${CC##*step} FROM=$(pwd)/$CC
-  START=$((10#${START%.safetensors})) TC=$R/teacher-fashion-cont-from$START
-fi
-further() {  # OUT INIT STEPS [options]: `train teacher --init INIT` on TEACHER_CONT_PROCS processes, bf16, resumable
-  local out=$1 init=$2 steps=$3
-  shift 3
-  $PY -m torch.distributed.run --standalone --nproc_per_node "${TEACHER_CONT_PROCS:-1}" -m koopscope.cli.main \
-    train teacher --preset fashion --init "$init" --amp bf16 --steps "$steps" --out "$out" --threads "$TH" \
+go_on() {  # RUN INIT NAME -> "RUN INIT START": a lost RUN goes on from checkpoints/NAME-stepNNNNNNN, the newest
+  local c s
+  c=$(ls checkpoints/$3-step*.safetensors 2>/dev/null | tail -n 1)
+  if [ ! -f $1/checkpoint.safetensors ] && [ -n "$c" ]; then
+    s=${c##*step} s=$((10#${s%.safetensors}))
+    echo "$1-from$s $(pwd)/$c $s"
+  else
+    echo "$1 $2 0"
+  fi
+}
+further() {  # KIND PROCS OUT INIT STEPS [options]: `train KIND --init INIT` on PROCS processes, bf16, resumable
+  local kind=$1 procs=$2 out=$3 init=$4 steps=$5
+  shift 5
+  $PY -m torch.distributed.run --standalone --nproc_per_node "$procs" -m koopscope.cli.main \
+    train "$kind" --preset fashion --init "$init" --amp bf16 --steps "$steps" --out "$out" --threads "$TH" \
     --no-progress --grid 0 $(resume "$out") "$@"
 }
-for ((s = START + 1000; s <= ${TEACHER_CONT_STEPS:-2000}; s += 1000)); do
-  snap=$TC/model-step$(printf %07d $s).safetensors
-  [ -f "$snap" ] && continue
-  further $TC $FROM $((s - START))
-  cp $TC/model.safetensors "$snap"
-done
+snapshots() {  # KIND PROCS RUN INIT START EVERY UNTIL [options]: further in EVERY-step snapshots RUN/model-stepN
+  local kind=$1 procs=$2 run=$3 init=$4 start=$5 every=$6 until=$7 s snap
+  shift 7
+  for ((s = start + every; s <= until; s += every)); do
+    snap=$run/model-step$(printf %07d $s).safetensors
+    [ -f "$snap" ] && continue
+    further "$kind" "$procs" "$run" "$init" $((s - start)) "$@"
+    cp "$run/model.safetensors" "$snap"
+  done
+}
+read -r TC FROM START < <(go_on $R/teacher-fashion-cont $TEACHER teacher-fashion-cont)
+snapshots teacher "${TEACHER_CONT_PROCS:-1}" $TC $FROM $START 1000 "${TEACHER_CONT_STEPS:-2000}"
 $PY analyses/fid_vs_steps.py --label "teacher, Heun 35 NFE" $TEACHER $TC/model-step*.safetensors --count 2000 \
   --threads "$TH"
 # a longer average than the run's EMA (half-life 40k images): the mean of the EMA snapshots 13000-18000 (measured
@@ -92,7 +102,7 @@ M=$R/teacher-fashion-mean13-18.safetensors SN=($TC/model-step00{13,14,15,16,17,1
 # 11.24 against 10.79 for the step-16000 snapshot, no gain)
 CF=${TEACHER_COOL_FROM:-16000} CS=${TEACHER_COOL_STEPS:-1500} TD=$R/teacher-fashion-cool
 if [ "${TEACHER_CONT_STEPS:-2000}" -ge "$CF" ]; then
-  further $TD $TC/model-step$(printf %07d $CF).safetensors $CS --rampdown $CS
+  further teacher "${TEACHER_CONT_PROCS:-1}" $TD $TC/model-step$(printf %07d $CF).safetensors $CS --rampdown $CS
   $PY analyses/fid_vs_steps.py --label "teacher cooled down, Heun 35 NFE" $TD/model.safetensors --count 5000 \
     --threads "$TH"
 fi
@@ -103,22 +113,15 @@ fi
 # About 28 images/s on two processes here: the ~1.3M images the student target needs are a lent GPU's work
 # (analyses/device_train.sh --teacher checkpoints/teacher-fashion-mean13-18.safetensors --init <shipped student>).
 MT=$(pwd)/checkpoints/teacher-fashion-mean13-18.safetensors SM=$R/traj-fashion-mean13-18
-HC=$R/hkd-fashion-mean13-18 HFROM=$(pwd)/koopscope/models/hkd-fashion.safetensors HSTART=0
 $K trajectories $MT --out $SM --count 5000 --threads "$TH" --no-progress
 missing analyses/results/eval_teacher-mean13-18.json && $PY analyses/eval_teacher.py --teacher $MT --trajectories $SM \
   --count 5000 --threads "$TH" --no-progress --out analyses/results/eval_teacher-mean13-18.json
-CH=$(ls checkpoints/hkd-fashion-mean13-18-step*.safetensors 2>/dev/null | tail -n 1)
-if [ ! -f $HC/checkpoint.safetensors ] && [ -n "$CH" ]; then
-  HSTART=${CH##*step} HFROM=$(pwd)/$CH
-  HSTART=$((10#${HSTART%.safetensors})) HC=$R/hkd-fashion-mean13-18-from$HSTART
-fi
-for ((s = HSTART + 500; s <= ${STUDENT_CONT_STEPS:-0}; s += 500)); do
-  snap=$HC/model-step$(printf %07d $s).safetensors
-  [ -f "$snap" ] && continue
-  $PY -m torch.distributed.run --standalone --nproc_per_node "${STUDENT_CONT_PROCS:-1}" -m koopscope.cli.main \
-    train hkd --preset fashion --trajectories $SM --teacher $MT --init $HFROM --amp bf16 --grid 0 \
-    --steps $((s - HSTART)) --out $HC --threads "$TH" --no-progress $(resume $HC)
-  cp $HC/model.safetensors "$snap"
-done
+missing checkpoints/teacher-fashion-mean13-18.json && $PY analyses/ship_model.py \
+  checkpoints/teacher-fashion-mean13-18.safetensors --models checkpoints --name teacher-fashion-mean13-18 \
+  --eval-teacher analyses/results/eval_teacher-mean13-18.json
+read -r HC HFROM HSTART < <(go_on $R/hkd-fashion-mean13-18 $(pwd)/koopscope/models/hkd-fashion.safetensors \
+  hkd-fashion-mean13-18)
+snapshots hkd "${STUDENT_CONT_PROCS:-1}" $HC $HFROM $HSTART 500 "${STUDENT_CONT_STEPS:-0}" --trajectories $SM \
+  --teacher $MT
 ! ls $HC/model-step*.safetensors > /dev/null 2>&1 || $PY analyses/fid_vs_steps.py \
   --label "HKD carried over onto the mean-13-18 teacher, one step" $HC/model-step*.safetensors --count 2000 --threads "$TH"

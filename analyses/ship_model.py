@@ -34,6 +34,7 @@ from koopscope.io.checkpoint import annotate
 from koopscope.io.meta import images_seen, read_meta, sha256, warm_starts
 
 ROOT = Path(__file__).resolve().parent.parent
+COMMAND = "python analyses/ship_model.py " + shlex.join(sys.argv[1:])   # as called, recorded in the JSON
 
 
 def final_losses(run: Path, step: int, last: int = 10) -> dict:
@@ -96,7 +97,7 @@ def main() -> None:
                 f"{args.teacher.relative_to(ROOT)} on {prov['trajectory_count']} of its Heun "
                 f"{prov['grid_steps']}-step trajectories",
         "commands": ["bash analyses/fashion_pipeline.sh",
-                     "python analyses/ship_model.py " + shlex.join(sys.argv[1:])],
+                     COMMAND],
         "train_command": train_command(meta, args.teacher.relative_to(ROOT), args.run or args.model.parent),
         "steps": prov["step"], "images_seen": prov["images_seen"], "git_commit": prov["git_commit"],
         "config": meta["config"],
@@ -134,7 +135,7 @@ def ship_teacher(args, meta: dict) -> None:
         "what": f"EDM teacher, preset {prov['preset']}, EMA weights; "
                 f"{images_seen(meta):,} training images in "
                 f"{len(chain)} run(s), each warm-started from the one before",
-        "commands": ["bash analyses/fashion_pipeline.sh", "python analyses/ship_model.py " + shlex.join(sys.argv[1:])],
+        "commands": ["bash analyses/fashion_pipeline.sh", COMMAND],
         "lineage": [{"sha256": d, **{k: m["provenance"].get(k) for k in
                                      ("step", "images_seen", "git_commit", "init", "init_sha256")}}
                     for d, m in chain],
