@@ -6,6 +6,7 @@ import math
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,6 +27,7 @@ from koopscope.hkd.model import HKDConfig
 from koopscope.hkd.sample import latent_trajectory, one_step
 from koopscope.hkd.task import HKDTask, load_hkd
 from koopscope.io.checkpoint import load_checkpoint
+from koopscope.io.meta import images_seen, read_meta, sha256
 from koopscope.train.loop import train
 from koopscope.train.presets import HKD_PRESETS, TEACHER_PRESETS
 
@@ -328,6 +330,41 @@ def test_consistency_cli_with_a_store(chain, trained, tmp_path):
         assert r.exit_code == 2 and last.startswith("error:") and msg in last, (args, r.output)
 
 
+def test_generalisation_script_measures_training_and_heldout_seeds(chain, trained, tmp_path, monkeypatch, capsys):
+    """analyses/generalisation.py: the consistency measurement on the training store's first trajectories and on a
+    held-out store, a row per checkpoint kept across calls, and one-line errors."""
+    import runpy
+
+    from koopscope.spectral.consistency import measure
+    from koopscope.trajectories import TrajectoryStore, generate
+
+    script = str(Path(__file__).resolve().parent.parent / "analyses/generalisation.py")
+    generate(chain[0], tmp_path / "heldout", 8, seed_offset=1000, progress=False)
+    ckpt, out, fig = trained / "model.safetensors", tmp_path / "gen.json", tmp_path / "gen"
+
+    def run(*args, train=chain[1].path, heldout=tmp_path / "heldout"):
+        monkeypatch.setattr("sys.argv", [script, *map(str, args), "--train", str(train), "--heldout", str(heldout),
+                                         "--count", "8", "--out", str(out), "--figure", str(fig)])
+        runpy.run_path(script, run_name="__main__")
+        return capsys.readouterr()
+
+    run(ckpt)
+    (row,) = json.loads(out.read_text())["rows"]
+    model, _ = load_hkd(ckpt)
+    direct = measure(model, torch.stack([chain[1][i] for i in range(8)]), chain[1].sigmas)
+    assert row["train"]["one_step_mse"] == pytest.approx(direct.attrs["one_step_mse"], rel=1e-6)
+    assert row["seeds"] == {"train": [0, 7], "heldout": [1000, 1007]} and row["step"] == 150
+    assert row["heldout"]["one_step_mse"] != row["train"]["one_step_mse"] > 0
+    assert "already measured" in run(ckpt).out and fig.with_suffix(".png").stat().st_size > 0
+    assert TrajectoryStore(tmp_path / "heldout").seeds.tolist() == list(range(1000, 1008))
+    for args, kw, match in (((ckpt,), {"heldout": chain[1].path}, "not held out"),
+                            ((tmp_path / "nope",), {}, "no checkpoint at")):
+        with pytest.raises(SystemExit) as e:
+            run(*args, **kw)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.count("\n") == 1 and match in err, err
+
+
 def test_warm_start_from_a_trained_student(chain, trained):
     from koopscope.models import SHIPPED
     from koopscope.pipeline import hkd_task
@@ -356,6 +393,9 @@ def test_warm_start_carries_a_student_to_its_teacher_trained_further(chain, cont
     assert carried.config()["init"] == str(student)
     late = train(carried, replace(hkd_cfg, steps=2, threads=1, grid=0, sample_every=0), tmp_path / "hkd",
                  preset="smoke", progress=False)
+    prov = read_meta(late)["provenance"]   # the student names the one it went on from by content
+    assert (prov["init"], prov["init_sha256"]) == (str(student), sha256(student))
+    assert images_seen(read_meta(late)) == prov["images_seen"] + read_meta(student)["provenance"]["images_seen"]
     with pytest.raises(Exception, match="another teacher"):
         hkd_task("smoke", chain[1].path, chain[0], init=late)
 

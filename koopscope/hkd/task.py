@@ -9,7 +9,7 @@ from torch import nn
 
 from ..errors import KoopscopeError
 from ..io.images import save_grid
-from ..io.meta import warm_starts
+from ..io.meta import sha256, warm_starts
 from .config import KIND, HKDConfig
 from .loss import HKDLossConfig, hkd_loss
 from .model import HKD
@@ -47,6 +47,7 @@ class HKDTask:
                                      "from the teacher's U-Net, so build it from the teacher's config")
             self.net.init_from_teacher(tnet.backbone)
         self.init = init
+        self.lineage = {}   # the warm start's path and sha256, recorded in every checkpoint's provenance
         if init is not None:
             self._warm_start(init)
         self.sigmas = store.sigmas
@@ -63,6 +64,7 @@ class HKDTask:
             raise KoopscopeError(f"--init {init} was distilled from another teacher than this trajectory store's "
                                  "(nor from one that it was trained further from)")
         self.net.load_state_dict(model.state_dict())
+        self.lineage = {"init": str(init), "init_sha256": sha256(init)}
 
     def wrap(self, net: HKD) -> nn.Module:
         return Objective(net, self.loss_cfg)
@@ -79,7 +81,7 @@ class HKDTask:
     def data_provenance(self) -> dict:
         m = self.store.manifest
         return {"trajectories": str(self.store.path), "trajectory_count": len(self.store),
-                "teacher_sha256": m["teacher_sha256"], "grid_steps": m["steps"]}
+                "teacher_sha256": m["teacher_sha256"], "grid_steps": m["steps"], **self.lineage}
 
     def save_samples(self, net: nn.Module, path: Path, count: int) -> None:
         save_grid(one_step(net, range(count)), path)
