@@ -16,7 +16,6 @@ Few samples bias FID upward: compare rows of the same count, not these with 5000
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -87,31 +86,28 @@ def main() -> None:
 
     from koopscope.errors import KoopscopeError
     from koopscope.io.meta import sha256
-    from koopscope.io.results import append
-
-    def saved() -> list[dict]:
-        return json.loads(args.out.read_text())["rows"] if args.out.is_file() else []
+    from koopscope.io.results import append, has_row, rows
 
     if args.checkpoints:
         import torch
 
         torch.set_num_threads(args.threads)
         for path in args.checkpoints:
-            key = (sha256(path), args.count, args.label)
-            if any((r["sha256"], r["count"], r["label"]) == key for r in saved()):
+            digest = sha256(path)
+            if has_row(args.out, {"sha256": digest, "count": args.count, "label": args.label}):
                 print(f"already scored: {path}", flush=True)
                 continue
             try:
-                row = score(path, key[0], args.label, args.count, args.seed, args.ref, args.progress)
+                row = score(path, digest, args.label, args.count, args.seed, args.ref, args.progress)
             except KoopscopeError as e:
                 fail(f"{e}")
             append(args.out, row)   # each row saved as soon as it is measured, beside those of other processes
             print(f"{args.label} step {row['step']:>6} ({row['images_seen']:,} images): FID {row['fid']:.2f}, "
                   f"KID {row['kid_mean'] * 1e3:.2f}e-3, P {row['precision']:.3f}, R {row['recall']:.3f}", flush=True)
-    rows = saved()
-    if not rows:
+    saved = rows(args.out)
+    if not saved:
         fail(f"no rows in {args.out} to plot")
-    plot(rows, args.figure)
+    plot(saved, args.figure)
 
 
 if __name__ == "__main__":

@@ -6,17 +6,18 @@
 The student is fitted to a finite store of teacher trajectories (seeds 0..N-1). For each checkpoint this
 measures, with the consistency measurement (``koopscope consistency``), the one-step sample's MSE to the
 teacher's sample and the mean RMSE of the decoded closed-form states along the trajectory, on the first COUNT
-trajectories of the training store and on COUNT trajectories of a held-out store of the same teacher (other
-seeds, e.g. ``koopscope trajectories TEACHER --out HELDOUT --count 256 --seed-offset 3000000``). A held-out error
-far above the training error means the student memorises its store: more trajectories, not more steps, is
-what it lacks. Rows accumulate in analyses/results/generalisation.json, keyed by the checkpoint's sha256, the
-two stores and the count; figures/generalisation.{png,pdf} draws both errors against training images seen.
+trajectories of the training store (seeds that every size of it holds) and on COUNT trajectories of a held-out
+store of the same teacher (other seeds, e.g. ``koopscope trajectories TEACHER --out HELDOUT --count 256
+--seed-offset 3000000``). A held-out error far above the training error means the student memorises its store:
+more trajectories, not more steps, is what it lacks. Rows accumulate in analyses/results/generalisation.json,
+keyed by the checkpoint's sha256, the two stores and the count; figures/generalisation.{png,pdf} draws both
+errors against training images seen (a warm start's own included), a colour per size of the store the
+checkpoint was trained on.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -52,10 +53,11 @@ def plot(rows: list[dict], stem: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for ax, key, name in zip(axes, ("one_step_mse", "fidelity_mean"),
                              ("one-step sample MSE to the teacher's", "mean RMSE along the trajectory")):
-        for split, style in (("train", "o-"), ("heldout", "s--")):
-            line = sorted((r["images_seen"], r[split][key]) for r in rows)
-            ax.plot(*zip(*line), style, fillstyle="none",
-                    label="training seeds" if split == "train" else "held-out seeds")
+        for i, n in enumerate(sorted({r["trajectory_count"] for r in rows})):   # a colour per store size
+            for split, style in (("train", "o-"), ("heldout", "s--")):
+                line = sorted((r["images_seen"], r[split][key]) for r in rows if r["trajectory_count"] == n)
+                ax.plot(*zip(*line), style, color=f"C{i}", fillstyle="none",
+                        label=f"{n} trajectories, {'training' if split == 'train' else 'held-out'} seeds")
         ax.set(xlabel="training images seen", title=name, ylim=(0, None))
         ax.legend(fontsize=8)
     save_figure(fig, stem)
@@ -89,10 +91,7 @@ def main() -> None:
 
     from koopscope.errors import KoopscopeError
     from koopscope.io.meta import sha256
-    from koopscope.io.results import append
-
-    def saved() -> list[dict]:
-        return json.loads(args.out.read_text())["rows"] if args.out.is_file() else []
+    from koopscope.io.results import append, has_row, rows
 
     if args.checkpoints:
         import torch
@@ -107,12 +106,13 @@ def main() -> None:
         if set(heldout.seeds.tolist()) & set(train.seeds.tolist()):
             fail(f"{args.heldout} shares seeds with {args.train}: it is not held out")
         for path in args.checkpoints:
-            key = (sha256(path), str(train.path), str(heldout.path), args.count)
-            if any((r["sha256"], r["train_store"], r["heldout_store"], r["count"]) == key for r in saved()):
+            digest = sha256(path)
+            if has_row(args.out, {"sha256": digest, "train_store": str(train.path),
+                                  "heldout_store": str(heldout.path), "count": args.count}):
                 print(f"already measured: {path}", flush=True)
                 continue
             try:
-                row = score(path, key[0], train, heldout, args.count)
+                row = score(path, digest, train, heldout, args.count)
             except KoopscopeError as e:
                 fail(f"{e}")
             append(args.out, row)
@@ -120,10 +120,10 @@ def main() -> None:
             print(f"step {row['step']:>6} ({row['images_seen']:,} images): one-step MSE train {t['one_step_mse']:.4f} "
                   f"held-out {h['one_step_mse']:.4f} ({h['one_step_mse'] / t['one_step_mse']:.2f}x); trajectory "
                   f"RMSE {t['fidelity_mean']:.3f} / {h['fidelity_mean']:.3f}", flush=True)
-    rows = saved()
-    if not rows:
+    saved = rows(args.out)
+    if not saved:
         fail(f"no rows in {args.out} to plot")
-    plot(rows, args.figure)
+    plot(saved, args.figure)
 
 
 if __name__ == "__main__":

@@ -37,3 +37,14 @@ def merge(path: str | Path, header: dict, key: str = "runs", entries: dict | Non
 def append(path: str | Path, entry: dict, key: str = "rows") -> dict:
     """Add ``entry`` to the list ``key`` of a results file; returns the results as written."""
     return _update(path, lambda old: {**old, key: [*old.get(key, []), entry]})
+
+
+def rows(path: str | Path, key: str = "rows") -> list[dict]:
+    """The list ``key`` of a results file (empty when there is none yet)."""
+    path = Path(path)
+    return json.loads(path.read_text()).get(key, []) if path.is_file() else []
+
+
+def has_row(path: str | Path, match: dict, key: str = "rows") -> bool:
+    """Whether the list ``key`` of a results file holds a row agreeing with ``match`` on each of its fields."""
+    return any(all(r.get(k) == v for k, v in match.items()) for r in rows(path, key))
