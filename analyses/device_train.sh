@@ -14,7 +14,8 @@
 # last checkpoint's EMA weights. The EMA models and logs are copied to --dest (default $OUT, the device tool's
 # output folder): teacher.safetensors, hkd.safetensors, teacher-log.jsonl, hkd-log.jsonl.
 # --teacher CKPT skips the teacher's training: the store is integrated from CKPT and the student distils it, with the
-# teacher's 200 s given to the student (10000 steps x 128 = 1.28M images, capped at HKD_S, default 350 s); --init
+# teacher's 200 s given to the student (10000 steps x 128 = 1.28M images, capped at HKD_S, default 350 s) on 40000
+# trajectories (a student fitted to too few memorises them: analyses/generalisation.py); --init
 # CKPT warm-starts the student (e.g. the shipped one, carried over onto a better teacher). Only hkd.* come back then.
 # --smoke: the smoke presets for a few steps, on CPU too (tests/test_bench_training.py runs it).
 set -euo pipefail
@@ -57,7 +58,7 @@ train() {  # KIND RUN STEPS BATCH CAP_S [koopscope train options...]: bf16 autoc
 KINDS=(teacher hkd) HKD_CAP=${HKD_S:-150}
 if [ -n "$TEACHER" ]; then
   KINDS=(hkd) HKD_CAP=${HKD_S:-350}
-  [ "$PRESET" = smoke ] || H_STEPS=10000
+  [ "$PRESET" = smoke ] || H_STEPS=10000 COUNT=40000
 else
   train teacher "$RUNS/teacher" "$T_STEPS" "$T_BATCH" "${TEACHER_S:-200}"
   TEACHER=$RUNS/teacher/model.safetensors

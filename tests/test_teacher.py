@@ -332,6 +332,24 @@ def test_a_warm_start_chain_is_found_through_the_shipped_models(tmp_path):
     assert list(warm_starts(unknown)) == [("0" * 64, None)] and images_seen(unknown) == 1000
 
 
+def test_a_warm_start_chain_is_found_through_the_committed_snapshots(continued, tmp_path, monkeypatch):
+    """A run on another machine started from a snapshot that this checkout holds under checkpoints/: found by name
+    and sha256 there, its own chain followed on."""
+    import shutil
+
+    from koopscope.io.meta import images_seen, read_meta, sha256, warm_starts
+
+    committed = tmp_path / "checkpoints"
+    committed.mkdir()
+    shutil.copy(continued, committed / "teacher-cont-step0000003.safetensors")
+    monkeypatch.setattr("koopscope.io.meta.COMMITTED", committed)
+    there = {"provenance": {"init": "/elsewhere/runs/teacher-cont-step0000003.safetensors",
+                            "init_sha256": sha256(continued), "images_seen": 1000}}
+    chain = list(warm_starts(there))
+    assert chain[0] == (sha256(continued), read_meta(continued)) and len(chain) == 2 and chain[1][1] is not None
+    assert images_seen(there) == 1000 + images_seen(read_meta(continued))
+
+
 def test_average_is_the_mean_of_the_snapshots_ema_weights(chain, continued, tmp_path):
     """`train average`: a loadable teacher whose weights are the snapshots' mean, the last one's lineage and the
     snapshots named; one snapshot, or a checkpoint of another network, is a one-line error and writes nothing."""

@@ -17,6 +17,9 @@ META_KEY = "koopscope"
 CONFIG_KEYS = {"teacher": ("unet", "sampler_steps", "image_shape"), "hkd": ("model", "image_shape"),
                "kd": ("unet", "sigma_max", "image_shape"), "cd": ("unet", "sigma_min", "sigma_max", "image_shape")}
 _NAMES = {"teacher": "teacher", "hkd": "HKD", "kd": "KD", "cd": "CD"}
+# training snapshots committed in a source checkout (absent from an installed copy), where a warm start's parent is
+# found when the run that made it was on another machine
+COMMITTED = Path(__file__).resolve().parents[2] / "checkpoints"
 
 
 def sha256(path: str | Path) -> str:
@@ -61,8 +64,8 @@ def read_meta(path: str | Path) -> dict:
 def warm_starts(meta: dict):
     """(sha256, metadata) of each checkpoint that ``meta``'s weights were warm-started from (`--init`), nearest
     first. The chain is followed through files that still hold what the provenance names, at the recorded path or
-    else among the shipped models (a run on another machine or checkout); the last one yielded has metadata None
-    when no such file is found."""
+    else among the committed snapshots and the shipped models (a run on another machine or checkout); the last one
+    yielded has metadata None when no such file is found."""
     prov = meta.get("provenance", {})
     while digest := prov.get("init_sha256"):
         init = _holding(digest, Path(prov.get("init") or ""))
@@ -74,8 +77,10 @@ def warm_starts(meta: dict):
 
 
 def _holding(digest: str, recorded: Path) -> Path | None:
-    """The file whose sha256 is ``digest``: the recorded path if it still holds it, else a shipped model."""
-    return next((p for p in (recorded, SHIPPED_TEACHER, SHIPPED) if p.is_file() and sha256(p) == digest), None)
+    """The file whose sha256 is ``digest``: the recorded path if it still holds it, else the committed snapshot of
+    that name (a source checkout's checkpoints/) or a shipped model."""
+    places = (recorded, COMMITTED / recorded.name, SHIPPED_TEACHER, SHIPPED)
+    return next((p for p in places if p.is_file() and sha256(p) == digest), None)
 
 
 def images_seen(meta: dict) -> int:
