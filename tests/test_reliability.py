@@ -75,6 +75,21 @@ def test_resume_refuses_other_settings(run, tmp_path, args, message):
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
+def test_resume_finds_its_warm_start_moved_but_refuses_another(run, tmp_path):
+    """A run resumed from another checkout names the same warm start by another path: accepted, since its sha256
+    is the same; a warm start of other content is refused in one line."""
+    moved = tmp_path / "checkout" / "init.safetensors"
+    moved.parent.mkdir()
+    shutil.copy(run / "model.safetensors", moved)
+    out = tmp_path / "cont"
+    assert _teacher(out, "--init", run / "model.safetensors", "--steps", "2").exit_code == 0
+    r = _teacher(out, "--init", moved, "--resume", "--steps", "3")
+    assert r.exit_code == 0, r.output
+    assert read_meta(out / "model.safetensors")["provenance"]["init"] == str(moved)
+    _one_line_error(_teacher(out, "--init", out / "model.safetensors", "--resume", "--steps", "4"),
+                    "data.init_sha256=")
+
+
 def test_resume_extends_a_run_past_a_partial_log_line(run, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(run, out)

@@ -77,6 +77,9 @@ _LOWEST = {"steps": 1, "batch": 1, "warmup": 0, "rampdown": 0, "log_every": 1, "
 # Settings a resumed run may change; anything else in options.json must match the run's start.
 _RESUMABLE = {"train.steps", "train.threads", "train.log_every", "train.ckpt_every", "train.sample_every",
               "train.grid", "world_size"}   # world size: a resume may change it (recorded anew)
+# Paths a resumed run may find elsewhere (another checkout of the same files): what they hold is still checked through
+# the sha256 recorded beside them (data.teacher_sha256, data.init_sha256), and the weights come from the checkpoint.
+_MOVABLE = {"model.teacher", "model.init", "data.init"}
 
 
 class Task(Protocol):
@@ -322,7 +325,8 @@ def _check_same_run(path: Path, options: dict) -> None:
     """Refuse to resume with other settings than the run started with (see options.json).
 
     Allowed to change: train.steps (to extend a run), train.threads, and the log, checkpoint and
-    sample-grid settings (train.log_every, train.ckpt_every, train.sample_every, train.grid).
+    sample-grid settings (train.log_every, train.ckpt_every, train.sample_every, train.grid); and the paths
+    of the teacher and the warm start, as long as they hold what they held (their sha256).
     """
     was = json.loads(path.read_text())
     if was.get("kind") == HKD_KIND:   # runs started before HKD's settings were renamed
@@ -331,7 +335,7 @@ def _check_same_run(path: Path, options: dict) -> None:
     defaults = {f"train.{f.name}": f.default for f in fields(TrainConfig)}
     was, now = {**defaults, **_flat(was)}, _flat(json.loads(strict_json(options)))
     diff = [f"{k}={was.get(k)!r}, now {now.get(k)!r}" for k in sorted(was.keys() | now.keys())
-            if k not in _RESUMABLE and was.get(k) != now.get(k)]
+            if k not in _RESUMABLE | _MOVABLE and was.get(k) != now.get(k)]
     if diff:
         raise KoopscopeError(f"--resume: this run was started with {' and '.join(diff)}; start a new --out "
                              "for other settings")
