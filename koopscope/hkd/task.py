@@ -46,7 +46,6 @@ class HKDTask:
                 raise KoopscopeError("the teacher's network differs from the HKD network; HKD is initialised "
                                      "from the teacher's U-Net, so build it from the teacher's config")
             self.net.init_from_teacher(tnet.backbone)
-        self.init = init
         self.lineage = {}   # the warm start's path and sha256, recorded in every checkpoint's provenance
         if init is not None:
             self._warm_start(init)
@@ -76,7 +75,7 @@ class HKDTask:
     def config(self) -> dict:
         return {"model": self.model_cfg.to_dict(), "loss": vars(self.loss_cfg), "points": self.points,
                 "image_shape": list(self.store.image_shape), "teacher": self.teacher,
-                **({"init": self.init} if self.init else {})}
+                **({"init": self.lineage["init"]} if self.lineage else {})}
 
     def data_provenance(self) -> dict:
         m = self.store.manifest
