@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Distil a given teacher into HKD students on one lent GPU (H100/H200) inside a time budget, offline:
+#   bash analyses/device_distil.sh --teacher checkpoints/teacher-fashion-mean13-18.safetensors \
+#     --init checkpoints/hkd-fashion-mean13-18-15k-step0003500.safetensors [--lrs "3e-4 1e-3"] [--count 100000] \
+#     [--batch 512] [--budget 450] [--runs DIR] [--dest DIR] [--smoke]
+# What the CPU cannot reach: many trajectories (a student fitted to few memorises them: analyses/generalisation.py)
+# and millions of training images. Timeline, all inside --budget seconds of this script:
+#  1. the store's first shard, and one short run per learning rate side by side on it: an error shows within
+#     a minute (while the lease can still rerun), and the rate the runs train at together is measured;
+#  2. the store grown to --count trajectories (seeds 0 ..; capped at a third of the budget, then cut to whole shards);
+#  3. one run per learning rate, side by side (each is launch-bound on a GPU: they share it well), warm-started
+#     from --init, with as many steps as the measured rate fits in the time left and the learning rate falling
+#     linearly to 0 over the last half; each run's EMA model at the start of that fall is kept too (`-mid`).
+# Copied to --dest (default $OUT): hkd-lr<LR>.safetensors, hkd-lr<LR>-mid.safetensors per learning rate and
+# logs.tar.gz (each run's log.jsonl, options.json and sample grids, the store's manifest). Needs torch (CUDA) and
+# koopscope's dependencies for python3 or $PYTHON; koopscope is imported from this checkout. No dataset is read.
+# --smoke: the smoke preset with a tiny store and a few steps, on CPU too (tests/test_bench_training.py runs it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PRESET=fashion LRS="3e-4 1e-3" COUNT=100000 BATCH=512 BUDGET=450 SHARD=1024 CAL=80 MAX_STEPS=1000000
+RUNS=runs/device-distil DEST=${OUT:-} TEACHER="" INIT=""
+while [ $# -gt 0 ]; do
+  case $1 in
+    --teacher) TEACHER=$2; shift 2 ;;
+    --init) INIT=$2; shift 2 ;;
+    --lrs) LRS=$2; shift 2 ;;
+    --count) COUNT=$2; shift 2 ;;
+    --batch) BATCH=$2; shift 2 ;;
+    --budget) BUDGET=$2; shift 2 ;;
+    --runs) RUNS=$2; shift 2 ;;
+    --dest) DEST=$2; shift 2 ;;
+    --smoke) PRESET=smoke COUNT=96 BATCH=16 SHARD=32 CAL=20 MAX_STEPS=20; shift ;;
+    *) echo "device_distil.sh: unknown option $1 (expected --teacher CKPT, --init CKPT, --lrs 'LR ...'," \
+         "--count N, --batch N, --budget S, --runs DIR, --dest DIR, --smoke)" >&2; exit 2 ;;
+  esac
+done
+[ -n "$DEST" ] || { echo "device_distil.sh: no destination: pass --dest DIR or set OUT" >&2; exit 2; }
+[ -n "$TEACHER" ] || { echo "device_distil.sh: pass --teacher CKPT (the teacher to distil)" >&2; exit 2; }
+for f in "$TEACHER" "$INIT"; do
+  [ -z "$f" ] || [ -f "$f" ] || { echo "device_distil.sh: no such checkpoint: $f" >&2; exit 2; }
+done
+for n in "$COUNT" "$BATCH" "$BUDGET"; do
+  [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "device_distil.sh: --count, --batch and --budget take positive integers (got $n)" >&2; exit 2; }
+done
+[ -n "$LRS" ] || { echo "device_distil.sh: --lrs names no learning rate" >&2; exit 2; }
+[ -e "$RUNS" ] && { echo "device_distil.sh: $RUNS exists; pass another --runs DIR" >&2; exit 2; }
+PY=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+$PY -c "import torch, numpy, safetensors, PIL, typer, rich" || { echo "device_distil.sh: $PY lacks torch or a koopscope dependency" >&2; exit 1; }
+$PY -c "import torch; print('device:', torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU only')"
+T0=$SECONDS
+say() { echo "[$((SECONDS - T0)) s] $*"; }
+left() { echo $((BUDGET - (SECONDS - T0))); }
+
+trajectories() {  # COUNT [CAP_S]
+  timeout "${2:-100000}" "$PY" -m koopscope trajectories "$TEACHER" --out "$RUNS/store" --count "$1" \
+    --batch "$SHARD" --shard-size "$SHARD" --no-progress
+}
+
+runs() {  # PREFIX STEPS RAMPDOWN CAP_S: one run per learning rate, side by side; fails if any fails uncapped
+  local prefix=$1 steps=$2 rampdown=$3 cap=$4 lr pids=() rc=0 bad=0
+  for lr in $LRS; do
+    timeout "$cap" "$PY" -m koopscope train hkd --preset "$PRESET" --out "$RUNS/$prefix$lr" --steps "$steps" \
+      --batch "$BATCH" --lr "$lr" --rampdown "$rampdown" --amp bf16 --no-progress --trajectories "$RUNS/store" \
+      --teacher "$TEACHER" ${INIT:+--init "$INIT"} > "$RUNS/$prefix$lr.out" 2>&1 &
+    pids+=($!)
+  done
+  for i in "${!pids[@]}"; do
+    rc=0; wait "${pids[$i]}" || rc=$?
+    lr=$(echo $LRS | cut -d' ' -f$((i + 1)))
+    if [ "$rc" = 124 ] && [ -f "$RUNS/$prefix$lr/model.safetensors" ]; then
+      say "lr $lr: stopped at the $cap s cap; keeping the last checkpoint's EMA weights"
+    elif [ "$rc" != 0 ]; then
+      tail -n 5 "$RUNS/$prefix$lr.out" >&2; bad=1
+    fi
+  done
+  [ "$bad" = 0 ] || { echo "device_distil.sh: a $prefix run failed" >&2; exit 1; }
+}
+
+keep_mid() {  # RUN STEP: copy the run's EMA model once it holds STEP or later (a background watcher)
+  $PY - "$@" <<'EOF'
+import shutil, sys, time
+from pathlib import Path
+from koopscope.io.meta import read_meta
+run, step = Path(sys.argv[1]), int(sys.argv[2])
+while True:
+    try:
+        if read_meta(run / "model.safetensors")["state"]["step"] >= step:
+            shutil.copy(run / "model.safetensors", f"{run}-mid.safetensors")
+            break
+    except Exception:  # not written yet
+        pass
+    time.sleep(1)
+EOF
+}
+
+mkdir -p "$RUNS" "$DEST"
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+say "1. first shard, and $CAL steps per learning rate ($LRS) side by side"
+trajectories "$SHARD"
+runs cal- "$CAL" 0 $((BUDGET / 4 + 60))
+STEPS_PER_S=$($PY - "$RUNS" $LRS <<'EOF'
+import json, sys
+rates = []
+for lr in sys.argv[2:]:   # steps/s between a run's first and last log line: start-up excluded
+    run = f"{sys.argv[1]}/cal-{lr}"
+    batch = json.load(open(f"{run}/options.json"))["train"]["batch"]
+    rows = [json.loads(line) for line in open(f"{run}/log.jsonl")]
+    t = [r["step"] * batch / r["images_per_s"] for r in (rows[0], rows[-1])]
+    rates.append((rows[-1]["step"] - rows[0]["step"]) / (t[1] - t[0]))
+print(min(rates))
+EOF
+)
+say "the runs train together at $STEPS_PER_S steps/s each (batch $BATCH)"
+say "2. store grown to $COUNT trajectories"
+rc=0; trajectories "$COUNT" $((BUDGET / 3)) || rc=$?
+if [ "$rc" = 124 ]; then
+  HAVE=$($PY -c "from koopscope.trajectories.loader import TrajectoryStore as S; print(len(S('$RUNS/store')))")
+  COUNT=$((HAVE / SHARD * SHARD))
+  say "stopped at the cap with $HAVE trajectories; the store is cut to $COUNT"
+  trajectories "$COUNT"
+elif [ "$rc" != 0 ]; then
+  echo "device_distil.sh: trajectories failed (exit $rc)" >&2; exit 1
+fi
+TRAIN_S=$(($(left) - 30))   # start-up, the last save and the copies
+[ "$TRAIN_S" -ge 30 ] || TRAIN_S=30
+STEPS=$($PY -c "print(max(2, min($MAX_STEPS, int($STEPS_PER_S * $TRAIN_S * 0.92))))")
+say "3. $STEPS steps x $BATCH per learning rate in about $TRAIN_S s, rampdown over the last $((STEPS / 2))"
+for lr in $LRS; do keep_mid "$RUNS/hkd-lr$lr" $((STEPS - STEPS / 2)) & done
+runs hkd-lr "$STEPS" $((STEPS / 2)) $((TRAIN_S + 20))
+for lr in $LRS; do
+  cp "$RUNS/hkd-lr$lr/model.safetensors" "$DEST/hkd-lr$lr.safetensors"
+  [ -f "$RUNS/hkd-lr$lr-mid.safetensors" ] && cp "$RUNS/hkd-lr$lr-mid.safetensors" "$DEST/hkd-lr$lr-mid.safetensors"
+  tail -n 1 "$RUNS/hkd-lr$lr/log.jsonl"
+done
+tar -czf "$DEST/logs.tar.gz" -C "$RUNS" --exclude='*.safetensors' store/manifest.json $(cd "$RUNS" && ls -d cal-* hkd-lr*)
+say "device_distil.sh: wrote $(ls "$DEST" | tr '\n' ' ')in $DEST"
