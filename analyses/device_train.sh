@@ -1,8 +1,6 @@
 #!/usr/bin/env bash
 # Fashion-MNIST teacher -> trajectories -> HKD student on one lent GPU (H100/H200) in about 6 minutes, offline:
 #   bash analyses/device_train.sh --data-root data/fashion-mnist [--runs DIR] [--dest DIR] [--smoke]
-#   bash analyses/device_train.sh --data-root data/fashion-mnist --teacher checkpoints/teacher-fashion-mean13-18.safetensors \
-#     --init koopscope/models/hkd-fashion.safetensors   # distil a given teacher only: what the CPU cannot reach
 # Assumes the machine has torch (a CUDA build) and koopscope's other dependencies (numpy, safetensors, pillow,
 # typer, rich) for python3 or $PYTHON; koopscope itself is imported from this checkout. The four Fashion-MNIST
 # IDX files travel with the repo in an ignored folder (data/ is in .gitignore); this script copies nothing in,
@@ -13,30 +11,22 @@
 # Each training stage is also capped at TEACHER_S / HKD_S seconds (default 200 / 150); a capped stage keeps its
 # last checkpoint's EMA weights. The EMA models and logs are copied to --dest (default $OUT, the device tool's
 # output folder): teacher.safetensors, hkd.safetensors, teacher-log.jsonl, hkd-log.jsonl.
-# --teacher CKPT skips the teacher's training: the store is integrated from CKPT and the student distils it, with the
-# teacher's 200 s given to the student (10000 steps x 128 = 1.28M images, capped at HKD_S, default 350 s) on 40000
-# trajectories (a student fitted to too few memorises them: analyses/generalisation.py); --init
-# CKPT warm-starts the student (e.g. the shipped one, carried over onto a better teacher). Only hkd.* come back then.
+# To distil a given teacher only (many trajectories, several learning rates, a time budget): device_distil.sh.
 # --smoke: the smoke presets for a few steps, on CPU too (tests/test_bench_training.py runs it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PRESET=fashion T_STEPS=4000 T_BATCH=512 COUNT=5000 H_STEPS=3000 H_BATCH=128
-RUNS=runs/device-train DEST=${OUT:-} TEACHER="" INIT=""
+RUNS=runs/device-train DEST=${OUT:-}
 while [ $# -gt 0 ]; do
   case $1 in
     --data-root) export KOOPSCOPE_FASHION_DIR=$2; shift 2 ;;
     --runs) RUNS=$2; shift 2 ;;
     --dest) DEST=$2; shift 2 ;;
-    --teacher) TEACHER=$2; shift 2 ;;
-    --init) INIT=$2; shift 2 ;;
     --smoke) PRESET=smoke T_STEPS=20 T_BATCH=32 COUNT=16 H_STEPS=10 H_BATCH=16; shift ;;
-    *) echo "device_train.sh: unknown option $1 (expected --data-root DIR, --runs DIR, --dest DIR, --teacher CKPT, --init CKPT, --smoke)" >&2; exit 2 ;;
+    *) echo "device_train.sh: unknown option $1 (expected --data-root DIR, --runs DIR, --dest DIR, --smoke)" >&2; exit 2 ;;
   esac
 done
 [ -n "$DEST" ] || { echo "device_train.sh: no destination: pass --dest DIR or set OUT" >&2; exit 2; }
-for f in "$TEACHER" "$INIT"; do
-  [ -z "$f" ] || [ -f "$f" ] || { echo "device_train.sh: no such checkpoint: $f" >&2; exit 2; }
-done
 PY=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 $PY -c "import torch, numpy, safetensors, PIL, typer, rich" || { echo "device_train.sh: $PY lacks torch or a koopscope dependency" >&2; exit 1; }
@@ -55,21 +45,14 @@ train() {  # KIND RUN STEPS BATCH CAP_S [koopscope train options...]: bf16 autoc
   tail -n 1 "$run/log.jsonl"
 }
 
-KINDS=(teacher hkd) HKD_CAP=${HKD_S:-150}
-if [ -n "$TEACHER" ]; then
-  KINDS=(hkd) HKD_CAP=${HKD_S:-350}
-  [ "$PRESET" = smoke ] || H_STEPS=10000 COUNT=40000
-else
-  train teacher "$RUNS/teacher" "$T_STEPS" "$T_BATCH" "${TEACHER_S:-200}"
-  TEACHER=$RUNS/teacher/model.safetensors
-fi
+train teacher "$RUNS/teacher" "$T_STEPS" "$T_BATCH" "${TEACHER_S:-200}"
+TEACHER=$RUNS/teacher/model.safetensors
 $PY -m koopscope trajectories "$TEACHER" --out "$RUNS/store" --count "$COUNT" --batch 1000 \
   --no-progress
-train hkd "$RUNS/hkd" "$H_STEPS" "$H_BATCH" "$HKD_CAP" --trajectories "$RUNS/store" --teacher "$TEACHER" \
-  ${INIT:+--init "$INIT"}
+train hkd "$RUNS/hkd" "$H_STEPS" "$H_BATCH" "${HKD_S:-150}" --trajectories "$RUNS/store" --teacher "$TEACHER"
 mkdir -p "$DEST"
-for kind in "${KINDS[@]}"; do
+for kind in teacher hkd; do
   cp "$RUNS/$kind/model.safetensors" "$DEST/$kind.safetensors"
   cp "$RUNS/$kind/log.jsonl" "$DEST/$kind-log.jsonl"
 done
-echo "device_train.sh: wrote ${KINDS[*]/%/.safetensors} in $DEST"
+echo "device_train.sh: wrote teacher.safetensors and hkd.safetensors in $DEST"

@@ -115,7 +115,7 @@ fi
 # many processes. When RUNS has lost the run, it goes on from the newest snapshot committed under checkpoints/
 # (hkd-fashion-mean13-18-15k-stepNNNNNNN, a warm start with a fresh optimizer).
 # About 28 images/s on two processes here: the ~1.3M images the student target needs are a lent GPU's work
-# (analyses/device_train.sh --teacher checkpoints/teacher-fashion-mean13-18.safetensors --init <shipped student>).
+# (analyses/device_distil.sh --teacher checkpoints/teacher-fashion-mean13-18.safetensors --init <newest snapshot>).
 MT=$(pwd)/checkpoints/teacher-fashion-mean13-18.safetensors SM=$R/traj-fashion-mean13-18
 SH=$R/traj-fashion-mean13-18-heldout H5=$R/hkd-fashion-mean13-18
 $K trajectories $MT --out $SM --count 15000 --threads "$TH" --no-progress

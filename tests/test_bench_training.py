@@ -15,6 +15,7 @@ from checks import TINY
 from koopscope.data import load_dataset
 from koopscope.diffusion.teacher import TeacherTask
 from koopscope.errors import KoopscopeError
+from koopscope.io.meta import read_meta
 from koopscope.train.loop import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,16 +83,30 @@ def test_device_train_smoke(tmp_path):
         assert (tmp_path / "out" / name).stat().st_size > 0
     for kind in ("teacher", "hkd"):
         assert json.loads((tmp_path / "runs" / kind / "options.json").read_text())["train"]["amp"] == "bf16"
-    # a given teacher is distilled only: no teacher training, the student warm-started from --init
-    runs, teacher = tmp_path / "runs2", tmp_path / "out" / "teacher.safetensors"
-    r = _run("bash", "analyses/device_train.sh", "--smoke", "--runs", str(runs), "--dest", str(tmp_path / "out2"),
-             "--teacher", str(teacher), "--init", str(tmp_path / "out" / "hkd.safetensors"))
+    # a given teacher distilled by device_distil.sh: a store, side-by-side runs per learning rate, warm-started
+    out, runs, teacher = tmp_path / "out2", tmp_path / "runs2", tmp_path / "out" / "teacher.safetensors"
+    r = _run("bash", "analyses/device_distil.sh", "--smoke", "--runs", str(runs), "--dest", str(out), "--budget", "90",
+             "--teacher", str(teacher), "--init", str(tmp_path / "out" / "hkd.safetensors"), "--lrs", "1e-3 2e-3")
     assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in (tmp_path / "out2").iterdir()) == ["hkd-log.jsonl", "hkd.safetensors"]
-    assert not (runs / "teacher").exists()
-    model = json.loads((runs / "hkd" / "options.json").read_text())["model"]
-    assert (model["init"], model["teacher"]) == (str(tmp_path / "out" / "hkd.safetensors"), str(teacher))
+    assert sorted(p.name for p in out.iterdir()) == ["hkd-lr1e-3-mid.safetensors", "hkd-lr1e-3.safetensors",
+                                                     "hkd-lr2e-3-mid.safetensors", "hkd-lr2e-3.safetensors",
+                                                     "logs.tar.gz"]
+    for lr in ("1e-3", "2e-3"):
+        options = json.loads((runs / f"hkd-lr{lr}" / "options.json").read_text())
+        assert options["train"]["lr"] == float(lr) and options["train"]["rampdown"] == options["train"]["steps"] // 2
+        assert (options["model"]["init"], options["model"]["teacher"]) == (str(tmp_path / "out" / "hkd.safetensors"),
+                                                                           str(teacher))
+        assert read_meta(out / f"hkd-lr{lr}.safetensors")["state"]["step"] == options["train"]["steps"]
+    assert json.loads((runs / "store" / "manifest.json").read_text())["count"] == 96
+    again = _run("bash", "analyses/device_distil.sh", "--smoke", "--runs", str(runs), "--dest", str(out),
+                 "--teacher", str(teacher))
+    assert again.returncode == 2 and "exists" in again.stderr
+    for args, said in ((["--teacher", str(tmp_path / "no.pt")], "no such checkpoint"), ([], "pass --teacher"),
+                       (["--teacher", str(teacher), "--count", "0"], "positive integers"),
+                       (["--bogus"], "unknown option --bogus")):
+        r = _run("bash", "analyses/device_distil.sh", "--dest", str(tmp_path), *args)
+        assert r.returncode == 2 and said in r.stderr, r.stderr
     bad = _run("bash", "analyses/device_train.sh", "--bogus")
     assert bad.returncode == 2 and "unknown option --bogus" in bad.stderr
-    missing = _run("bash", "analyses/device_train.sh", "--dest", str(tmp_path), "--teacher", str(tmp_path / "no.pt"))
-    assert missing.returncode == 2 and "no such checkpoint" in missing.stderr
+    nowhere = _run("bash", "analyses/device_train.sh", "--smoke", "--runs", str(tmp_path / "runs3"), "--dest", "")
+    assert nowhere.returncode == 2 and "no destination" in nowhere.stderr
