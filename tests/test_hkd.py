@@ -365,6 +365,58 @@ def test_generalisation_script_measures_training_and_heldout_seeds(chain, traine
         assert e.value.code == 2 and err.count("\n") == 1 and match in err, err
 
 
+def test_sample_spectra_script_compares_student_and_teacher_power(chain, trained, tmp_path, monkeypatch, capsys):
+    """analyses/sample_spectra.py: radial power spectra of one-step samples against the teacher's samples of the
+    same seeds, a row per checkpoint kept across calls, one-line errors."""
+    import runpy
+
+    from koopscope.hkd.sample import one_step
+
+    script = str(Path(__file__).resolve().parent.parent / "analyses/sample_spectra.py")
+    radial_power = runpy.run_path(script)["radial_power"]
+    i = torch.arange(32, dtype=torch.float64)
+    wave = torch.cos(2 * torch.pi * 3 * i / 32)[None, None, None, :].expand(2, 1, 32, 32) + 5.0
+    p = radial_power(wave)
+    assert p[3] / p.sum() == pytest.approx(1.0, abs=1e-12)   # one frequency, its mean removed
+    radial_filter = runpy.run_path(script)["radial_filter"]
+    x = torch.randn(3, 1, 16, 16)
+    assert torch.allclose(radial_filter(x, torch.ones(12, dtype=torch.float64)), x, atol=1e-5)
+    only_mean = torch.zeros(12, dtype=torch.float64)
+    only_mean[0] = 1
+    assert torch.allclose(radial_filter(x, only_mean), x.mean(dim=(-2, -1), keepdim=True).expand_as(x), atol=1e-5)
+    ckpt, out, fig = trained / "model.safetensors", tmp_path / "s.json", tmp_path / "s"
+
+    def run(*args):
+        monkeypatch.setattr("sys.argv", [script, *map(str, args), "--out", str(out), "--figure", str(fig)])
+        runpy.run_path(script, run_name="__main__")
+        return capsys.readouterr()
+
+    run(ckpt, "--store", chain[1].path, "--count", "8")
+    (row,) = json.loads(out.read_text())["rows"]
+    model, _ = load_hkd(ckpt)
+    student = one_step(model, range(8)).clamp(-1, 1)
+    teacher = torch.stack([chain[1][j][-1] for j in range(8)]).clamp(-1, 1)
+    assert row["mse"] == pytest.approx(float((student - teacher).square().mean()), rel=1e-5)
+    assert row["student_power"] == pytest.approx(radial_power(student).tolist(), rel=1e-5)
+    high = torch.arange(len(row["teacher_power"])) > 10
+    t, s = torch.tensor(row["teacher_power"]), torch.tensor(row["student_power"])
+    assert row["bands"]["high"]["student_over_teacher"] == pytest.approx(float(s[high].sum() / t[high].sum()))
+    printed = run(ckpt, "--store", chain[1].path, "--count", "8", "--blur-store", chain[1].path,
+                  "--blur-count", "8").out
+    assert "already measured" in printed and "filtered to this student's spectrum" in printed
+    (b,) = json.loads(out.read_text())["blur"]
+    assert b["count"] == 8 and b["teacher"]["fid"] != b["filtered"]["fid"] and b["sha256"] == row["sha256"]
+    assert fig.with_suffix(".png").stat().st_size > 0
+    for args, match in (((ckpt,), "--store names"), ((tmp_path / "nope", "--store", chain[1].path), "no checkpoint"),
+                        ((ckpt, "--store", chain[1].path, "--count", "100000"), "fewer than --count"),
+                        ((ckpt, "--store", chain[1].path, "--blur-store", chain[1].path, "--blur-count", "100000"),
+                         "fewer than --blur-count")):
+        with pytest.raises(SystemExit) as e:
+            run(*args)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.count("\n") == 1 and match in err, err
+
+
 def test_warm_start_from_a_trained_student(chain, trained):
     from koopscope.models import SHIPPED
     from koopscope.pipeline import hkd_task
