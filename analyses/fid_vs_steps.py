@@ -74,19 +74,15 @@ def main() -> None:
     ap.add_argument("--figure", type=Path, default=ROOT / "figures/fid_vs_steps")
     ap.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False)
     args = ap.parse_args()
+    from koopscope.io.results import append, has_row, rows, script_args_error
+
+    if error := script_args_error(args.checkpoints, args.plot, count=(args.count, 2)):
+        fail(error)
     if args.checkpoints and not args.label:
         fail("--label names the curve of these checkpoints")
-    if not args.checkpoints and not args.plot:
-        fail("give checkpoints to score, or --plot")
-    if args.count < 2:
-        fail(f"--count must be at least 2, got {args.count}")
-    for p in args.checkpoints:
-        if not p.is_file():
-            fail(f"no checkpoint at {p}")
 
     from koopscope.errors import KoopscopeError
     from koopscope.io.meta import sha256
-    from koopscope.io.results import append, has_row, rows
 
     if args.checkpoints:
         import torch

@@ -79,19 +79,15 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "analyses/results/generalisation.json")
     ap.add_argument("--figure", type=Path, default=ROOT / "figures/generalisation")
     args = ap.parse_args()
-    if not args.checkpoints and not args.plot:
-        fail("give checkpoints to measure, or --plot")
+    from koopscope.io.results import append, has_row, rows, script_args_error
+
+    if error := script_args_error(args.checkpoints, args.plot, count=(args.count, 1)):
+        fail(error)
     if args.checkpoints and not (args.train and args.heldout):
         fail("--train and --heldout name the stores to measure on")
-    if args.count < 1:
-        fail(f"--count must be at least 1, got {args.count}")
-    for p in args.checkpoints:
-        if not p.is_file():
-            fail(f"no checkpoint at {p}")
 
     from koopscope.errors import KoopscopeError
     from koopscope.io.meta import sha256
-    from koopscope.io.results import append, has_row, rows
 
     if args.checkpoints:
         import torch

@@ -138,20 +138,15 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "analyses/results/sample_spectra.json")
     ap.add_argument("--figure", type=Path, default=ROOT / "figures/sample_spectra")
     args = ap.parse_args()
-    if not args.checkpoints and not args.plot:
-        fail("give checkpoints to measure, or --plot")
+    from koopscope.io.results import append, has_row, rows, script_args_error
+
+    if error := script_args_error(args.checkpoints, args.plot, count=(args.count, 1), blur_count=(args.blur_count, 1)):
+        fail(error)
     if args.checkpoints and not args.store:
         fail("--store names the trajectories to compare with")
-    for name in ("count", "blur_count"):
-        if getattr(args, name) < 1:
-            fail(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    for p in args.checkpoints:
-        if not p.is_file():
-            fail(f"no checkpoint at {p}")
 
     from koopscope.errors import KoopscopeError
     from koopscope.io.meta import sha256
-    from koopscope.io.results import append, has_row, rows
 
     if args.checkpoints:
         import torch

@@ -319,3 +319,20 @@ def test_json_writers_never_write_a_bare_nan(tmp_path):
     assert strict == {"fid": None, "kid": [1.0, None], "nested": {"x": None, "t": [None, 2]}}
     save_checkpoint(tmp_path / "c.safetensors", {"w": torch.zeros(1)}, "toy", {}, provenance(fid=math.nan))
     assert read_meta(tmp_path / "c.safetensors")["provenance"]["fid"] is None
+
+
+def test_results_scripts_complain_about_their_arguments_in_one_line(tmp_path):
+    from koopscope.io.results import append, has_row, rows, script_args_error
+
+    ckpt = tmp_path / "a.safetensors"
+    ckpt.write_bytes(b"x")
+    assert script_args_error([], False) == "give checkpoints to measure, or --plot"
+    assert script_args_error([], True, count=(5, 1)) is None
+    assert script_args_error([ckpt], False, count=(1, 2)) == "--count must be at least 2, got 1"
+    assert script_args_error([ckpt], False, blur_count=(0, 1)) == "--blur-count must be at least 1, got 0"
+    assert script_args_error([ckpt, tmp_path / "b"], False, count=(3, 1)) == f"no checkpoint at {tmp_path / 'b'}"
+    out = tmp_path / "r.json"
+    append(out, {"sha256": "s", "count": 3})
+    append(out, {"sha256": "t"}, key="blur")
+    assert has_row(out, {"sha256": "s"}) and not has_row(out, {"sha256": "s", "count": 4})
+    assert rows(out, "blur") == [{"sha256": "t"}] and rows(tmp_path / "none.json") == []

@@ -48,3 +48,14 @@ def rows(path: str | Path, key: str = "rows") -> list[dict]:
 def has_row(path: str | Path, match: dict, key: str = "rows") -> bool:
     """Whether the list ``key`` of a results file holds a row agreeing with ``match`` on each of its fields."""
     return any(all(r.get(k) == v for k, v in match.items()) for r in rows(path, key))
+
+
+def script_args_error(checkpoints: list[Path], plot: bool, **lowest: tuple[int, int]) -> str | None:
+    """The one-line complaint about a results script's arguments, or None: checkpoints to measure or --plot, each
+    ``name=(value, smallest allowed)`` (as ``--name``), and every checkpoint a file."""
+    if not checkpoints and not plot:
+        return "give checkpoints to measure, or --plot"
+    for name, (value, low) in lowest.items():
+        if value < low:
+            return f"--{name.replace('_', '-')} must be at least {low}, got {value}"
+    return next((f"no checkpoint at {p}" for p in checkpoints if not Path(p).is_file()), None)
