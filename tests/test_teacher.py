@@ -348,6 +348,9 @@ def test_a_warm_start_chain_is_found_through_the_committed_snapshots(continued, 
     chain = list(warm_starts(there))
     assert chain[0] == (sha256(continued), read_meta(continued)) and len(chain) == 2 and chain[1][1] is not None
     assert images_seen(there) == 1000 + images_seen(read_meta(continued))
+    renamed = {"provenance": {"init": "/elsewhere/runs/model-step0000003.safetensors",   # committed as another name
+                              "init_sha256": sha256(continued), "images_seen": 1000}}
+    assert list(warm_starts(renamed)) == chain
 
 
 def test_average_is_the_mean_of_the_snapshots_ema_weights(chain, continued, tmp_path):

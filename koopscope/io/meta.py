@@ -77,9 +77,11 @@ def warm_starts(meta: dict):
 
 
 def _holding(digest: str, recorded: Path) -> Path | None:
-    """The file whose sha256 is ``digest``: the recorded path if it still holds it, else the committed snapshot of
-    that name (a source checkout's checkpoints/) or a shipped model."""
-    places = (recorded, COMMITTED / recorded.name, SHIPPED_TEACHER, SHIPPED)
+    """The file whose sha256 is ``digest``: the recorded path if it still holds it, else a committed snapshot (a
+    source checkout's checkpoints/: the one of that name first, then any, as a run's model-stepN is committed under
+    a name of its own) or a shipped model."""
+    committed = sorted(COMMITTED.glob("*.safetensors")) if COMMITTED.is_dir() else []
+    places = (recorded, COMMITTED / recorded.name, SHIPPED_TEACHER, SHIPPED, *committed)
     return next((p for p in places if p.is_file() and sha256(p) == digest), None)
 
 
