@@ -136,3 +136,15 @@ done
 ! ls $HC/model-step*.safetensors > /dev/null 2>&1 || $PY analyses/fid_vs_steps.py \
   --label "HKD carried over onto the mean-13-18 teacher, 15000 trajectories, one step" $HC/model-step*.safetensors \
   --count 2000 --threads "$TH"
+# the student cooled: from the 15000-trajectory run's step-STUDENT_COOL_FROM snapshot (or its committed copy), the lr
+# falling linearly to 0 over STUDENT_COOL_STEPS steps (0, the default, skips it; measured with 3000 from 4000)
+SCF=${STUDENT_COOL_FROM:-4000} SCS=${STUDENT_COOL_STEPS:-0} HD=$R/hkd-fashion-mean13-18-15k-cool
+SCI=$HC/model-step$(printf %07d $SCF).safetensors
+[ -f $SCI ] || SCI=$(pwd)/checkpoints/hkd-fashion-mean13-18-15k-step$(printf %07d $SCF).safetensors
+if [ "$SCS" -gt 0 ]; then
+  further hkd "${STUDENT_CONT_PROCS:-1}" $HD $SCI $SCS --rampdown $SCS --trajectories $SM --teacher $MT
+  cp $HD/model.safetensors $HD/model-step$(printf %07d $SCS).safetensors
+  $PY analyses/fid_vs_steps.py --label "HKD on 15000 trajectories, cooled: lr falling to 0 over $SCS steps from the \
+step-$SCF snapshot, one step" $HD/model-step$(printf %07d $SCS).safetensors --count 5000 --threads "$TH"
+  $PY analyses/generalisation.py $HD/model-step*.safetensors --train $SM --heldout $SH --count 128 --threads "$TH"
+fi

@@ -107,11 +107,11 @@ def plot(rows: list[dict], stem: Path) -> None:
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for i, r in enumerate(sorted(rows, key=lambda r: r["images_seen"])):
-        t = np.asarray(r["teacher_power"])
+        t, name = np.asarray(r["teacher_power"]), Path(r["checkpoint"])
         radius = np.flatnonzero(t[1:] > 0) + 1   # not the mean, nor a radius with no frequency on the grid
         for ax, key in zip(axes, ("student_power", "error_power")):
             ax.plot(radius, np.asarray(r[key])[radius] / t[radius], color=f"C{i}",
-                    label=f"{Path(r['checkpoint']).stem} ({r['images_seen']:,} images)")
+                    label=f"{name.parent.name}/{name.stem} ({r['images_seen']:,} images)")
     axes[0].axhline(1, color="k", lw=0.5)
     axes[0].set(xlabel="radius (cycles per image)", title="student power / teacher power", yscale="log")
     axes[1].set(xlabel="radius (cycles per image)", title="power of (student - teacher) / teacher power",
