@@ -58,8 +58,8 @@ trajectories() {  # COUNT [CAP_S]
 }
 
 runs() {  # PREFIX STEPS RAMPDOWN CAP_S: one run per learning rate, side by side; fails if any fails uncapped
-  local prefix=$1 steps=$2 rampdown=$3 cap=$4 lr pids=() rc=0 bad=0
-  for lr in $LRS; do
+  local prefix=$1 steps=$2 rampdown=$3 cap=$4 lr lrs=($LRS) pids=() rc=0 bad=0
+  for lr in "${lrs[@]}"; do
     timeout "$cap" "$PY" -m koopscope train hkd --preset "$PRESET" --out "$RUNS/$prefix$lr" --steps "$steps" \
       --batch "$BATCH" --lr "$lr" --rampdown "$rampdown" --amp bf16 --no-progress --trajectories "$RUNS/store" \
       --teacher "$TEACHER" ${INIT:+--init "$INIT"} > "$RUNS/$prefix$lr.out" 2>&1 &
@@ -67,7 +67,7 @@ runs() {  # PREFIX STEPS RAMPDOWN CAP_S: one run per learning rate, side by side
   done
   for i in "${!pids[@]}"; do
     rc=0; wait "${pids[$i]}" || rc=$?
-    lr=$(echo $LRS | cut -d' ' -f$((i + 1)))
+    lr=${lrs[$i]}
     if [ "$rc" = 124 ] && [ -f "$RUNS/$prefix$lr/model.safetensors" ]; then
       say "lr $lr: stopped at the $cap s cap; keeping the last checkpoint's EMA weights"
     elif [ "$rc" != 0 ]; then

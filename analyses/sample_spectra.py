@@ -55,22 +55,27 @@ def radial_filter(x, gain):
     return torch.fft.ifft2(torch.fft.fft2(x.double()) * gain[_radius(*x.shape[-2:])]).real.float()
 
 
-def blur(row: dict, store, count: int) -> dict:
-    """The teacher's first ``count`` samples of ``store``, scored as they are and filtered to the student's
-    power spectrum of ``row``."""
-    import torch
-
+def teacher_fid(store, count: int, gain=None) -> dict:
+    """FID, KID, precision and recall of the teacher's first ``count`` samples of ``store`` against the Fashion-MNIST
+    training images, as they are or with each radius r's frequencies scaled by ``gain[r]``."""
     from koopscope.metrics.samples import evaluate_batches, load_ref
+
+    ref = load_ref("fashion:train", count, int(store.manifest["image_shape"][-1]))
+    batches = (b if gain is None else radial_filter(b, gain).clamp(-1, 1) for b in store.finals(count))
+    scored = evaluate_batches(batches, count, ref)
+    return {m: scored[m] for m in ("fid", "kid_mean", "precision", "recall", "count")}
+
+
+def blur(row: dict, store, count: int, teacher: dict) -> dict:
+    """The teacher's first ``count`` samples of ``store`` filtered to the power spectrum of ``row``'s student and
+    scored, beside ``teacher``, their score as they are (``teacher_fid(store, count)``)."""
+    import torch
 
     t, s = torch.tensor(row["teacher_power"]), torch.tensor(row["student_power"])
     gain = torch.where(t > 0, (s / t.clamp(min=1e-30)).sqrt(), torch.ones_like(t))
     gain[0] = 1.0   # the mean is kept
-    ref = load_ref("fashion:train", count, int(store.manifest["image_shape"][-1]))
-    keys = ("fid", "kid_mean", "precision", "recall", "count")
-    scored = {name: evaluate_batches((f(b).clamp(-1, 1) for b in store.finals(count)), count, ref)
-              for name, f in (("teacher", lambda b: b), ("filtered", lambda b: radial_filter(b, gain)))}
     return {"checkpoint": row["checkpoint"], "sha256": row["sha256"], "spectra_store": row["store"],
-            "store": str(store.path), "count": count, **{k: {m: v[m] for m in keys} for k, v in scored.items()}}
+            "store": str(store.path), "count": count, "teacher": teacher, "filtered": teacher_fid(store, count, gain)}
 
 
 def score(path: Path, digest: str, store, count: int) -> dict:
@@ -138,7 +143,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "analyses/results/sample_spectra.json")
     ap.add_argument("--figure", type=Path, default=ROOT / "figures/sample_spectra")
     args = ap.parse_args()
-    from koopscope.io.results import append, has_row, rows, script_args_error
+    from koopscope.io.results import append, find_row, has_row, rows, script_args_error
 
     if error := script_args_error(args.checkpoints, args.plot, count=(args.count, 1), blur_count=(args.blur_count, 1)):
         fail(error)
@@ -163,13 +168,15 @@ def main() -> None:
             fail(f"{args.blur_store} holds trajectories of another teacher than {args.store}")
         if blur_store is not None and len(blur_store) < args.blur_count:
             fail(f"{args.blur_store} holds {len(blur_store)} trajectories, fewer than --blur-count {args.blur_count}")
+        teacher = None   # the teacher's unfiltered score: the same for every checkpoint, measured once
+        if blur_store is not None:
+            same = find_row(args.out, {"store": str(blur_store.path), "count": args.blur_count}, key="blur")
+            teacher = same["teacher"] if same else None
         for path in args.checkpoints:
             digest = sha256(path)
-            key = {"sha256": digest, "store": str(store.path), "count": args.count}
             try:
-                if has_row(args.out, key):
+                if row := find_row(args.out, {"sha256": digest, "store": str(store.path), "count": args.count}):
                     print(f"already measured: {path}", flush=True)
-                    row = next(r for r in rows(args.out) if all(r[k] == v for k, v in key.items()))
                 else:
                     row = score(path, digest, store, args.count)
                     append(args.out, row)
@@ -179,7 +186,8 @@ def main() -> None:
                 if blur_store is not None and not has_row(args.out, {"sha256": digest, "spectra_store": str(store.path),
                                                                      "store": str(blur_store.path),
                                                                      "count": args.blur_count}, key="blur"):
-                    b = append(args.out, blur(row, blur_store, args.blur_count), key="blur")["blur"][-1]
+                    teacher = teacher or teacher_fid(blur_store, args.blur_count)
+                    b = append(args.out, blur(row, blur_store, args.blur_count, teacher), key="blur")["blur"][-1]
                     print(f"{path}: the teacher's {args.blur_count} samples score FID {b['teacher']['fid']:.2f}, "
                           f"{b['filtered']['fid']:.2f} filtered to this student's spectrum", flush=True)
             except KoopscopeError as e:

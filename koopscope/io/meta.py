@@ -80,8 +80,9 @@ def _holding(digest: str, recorded: Path) -> Path | None:
     """The file whose sha256 is ``digest``: the recorded path if it still holds it, else a committed snapshot (a
     source checkout's checkpoints/: the one of that name first, then any, as a run's model-stepN is committed under
     a name of its own) or a shipped model."""
-    committed = sorted(COMMITTED.glob("*.safetensors")) if COMMITTED.is_dir() else []
-    places = (recorded, COMMITTED / recorded.name, SHIPPED_TEACHER, SHIPPED, *committed)
+    named = COMMITTED / recorded.name
+    others = sorted(p for p in COMMITTED.glob("*.safetensors") if p != named) if COMMITTED.is_dir() else []
+    places = (recorded, named, SHIPPED_TEACHER, SHIPPED, *others)
     return next((p for p in places if p.is_file() and sha256(p) == digest), None)
 
 

@@ -45,9 +45,14 @@ def rows(path: str | Path, key: str = "rows") -> list[dict]:
     return json.loads(path.read_text()).get(key, []) if path.is_file() else []
 
 
+def find_row(path: str | Path, match: dict, key: str = "rows") -> dict | None:
+    """The first row of the list ``key`` of a results file agreeing with ``match`` on each of its fields, or None."""
+    return next((r for r in rows(path, key) if all(r.get(k) == v for k, v in match.items())), None)
+
+
 def has_row(path: str | Path, match: dict, key: str = "rows") -> bool:
     """Whether the list ``key`` of a results file holds a row agreeing with ``match`` on each of its fields."""
-    return any(all(r.get(k) == v for k, v in match.items()) for r in rows(path, key))
+    return find_row(path, match, key) is not None
 
 
 def script_args_error(checkpoints: list[Path], plot: bool, **lowest: tuple[int, int]) -> str | None:
