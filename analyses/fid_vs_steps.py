@@ -9,7 +9,7 @@ resolution (cached). Images seen are the run's own plus, for a warm start (`trai
 the checkpoint it started from when that file is still where the provenance says. Rows accumulate in
 analyses/results/fid_vs_steps.json, keyed by the checkpoint's sha256 and the count, so a run continued over
 sessions only scores its new snapshots, and several processes may score into it at once;
-figures/fid_vs_steps.{png,pdf} draws one line per label and count.
+figures/fid_vs_steps.{png,pdf} draws one line per label and count, teachers and students in panels of their own.
 Few samples bias FID upward: compare rows of the same count, not these with 5000-sample numbers.
 """
 
@@ -36,23 +36,31 @@ def score(path: Path, digest: str, label: str, count: int, seed: int, ref: str, 
 
 
 def plot(rows: list[dict], stem: Path) -> None:
+    """One panel for teachers and one for the students distilled from them, each its own x range."""
     from matplotlib.ticker import FuncFormatter
 
     from koopscope.io.figures import pyplot, save_figure
 
     plt = pyplot()
-    keys = sorted({(r["label"], r["count"]) for r in rows})
-    fig, ax = plt.subplots(figsize=(6, 3.6 + 0.16 * len(keys)))
-    for i, key in enumerate(keys):   # hollow markers, a new shape each time the ten colours come round again
-        line = sorted((r["images_seen"], r["fid"]) for r in rows if (r["label"], r["count"]) == key)
-        ax.plot(*zip(*line), marker="osD^v"[i // 10 % 5], fillstyle="none", label=f"{key[0]}, {key[1]} samples")
+    groups = [(title, [r for r in rows if (r["kind"] == "teacher") == is_teacher])
+              for title, is_teacher in (("teachers", True), ("one-step students", False))]
+    groups = [(title, g) for title, g in groups if g]
+    fig, axes = plt.subplots(len(groups), 1, figsize=(5, 3.2 * len(groups)), squeeze=False)
     log = all(r["fid"] > 0 for r in rows)   # a tiny test count can give FID <= 0
-    ax.set(xlabel="training images seen", ylabel="FID (log scale)" if log else "FID", title="FID along training",
-           yscale="log" if log else "linear")
     label = FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "12346" else "")   # 10, 20, 30, 40, 60
-    ax.yaxis.set_major_formatter(label)
-    ax.yaxis.set_minor_formatter(label)
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1, frameon=False)
+    images = FuncFormatter(lambda v, _: f"{v / 1e6:g}M" if v >= 1e6 else f"{v / 1e3:g}k" if v else "0")
+    for ax, (title, group) in zip(axes[:, 0], groups):
+        keys = sorted({(r["label"], r["count"]) for r in group})
+        for i, key in enumerate(keys):   # hollow markers, a new shape each time the ten colours come round again
+            line = sorted((r["images_seen"], r["fid"]) for r in group if (r["label"], r["count"]) == key)
+            ax.plot(*zip(*line), marker="osD^v"[i // 10 % 5], fillstyle="none", label=f"{key[0]}, {key[1]} samples")
+        ax.set(xlabel="training images seen", ylabel="FID (log scale)" if log else "FID", title=f"FID of the {title}",
+               yscale="log" if log else "linear")
+        ax.yaxis.set_major_formatter(label)
+        ax.yaxis.set_minor_formatter(label)
+        ax.xaxis.set_major_formatter(images)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False)
+    fig.subplots_adjust(hspace=0.4)
     save_figure(fig, stem)
 
 
