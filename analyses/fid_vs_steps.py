@@ -39,7 +39,7 @@ def plot(rows: list[dict], stem: Path) -> None:
     """One panel for teachers and one for the students distilled from them, each its own x range."""
     from matplotlib.ticker import FuncFormatter
 
-    from koopscope.io.figures import pyplot, save_figure
+    from koopscope.io.figures import count_ticks, pyplot, save_figure
 
     plt = pyplot()
     groups = [(title, [r for r in rows if (r["kind"] == "teacher") == is_teacher])
@@ -48,7 +48,6 @@ def plot(rows: list[dict], stem: Path) -> None:
     fig, axes = plt.subplots(len(groups), 1, figsize=(5, 3.2 * len(groups)), squeeze=False)
     log = all(r["fid"] > 0 for r in rows)   # a tiny test count can give FID <= 0
     label = FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "12346" else "")   # 10, 20, 30, 40, 60
-    images = FuncFormatter(lambda v, _: f"{v / 1e6:g}M" if v >= 1e6 else f"{v / 1e3:g}k" if v else "0")
     for ax, (title, group) in zip(axes[:, 0], groups):
         keys = sorted({(r["label"], r["count"]) for r in group})
         for i, key in enumerate(keys):   # hollow markers, a new shape each time the ten colours come round again
@@ -58,7 +57,7 @@ def plot(rows: list[dict], stem: Path) -> None:
                yscale="log" if log else "linear")
         ax.yaxis.set_major_formatter(label)
         ax.yaxis.set_minor_formatter(label)
-        ax.xaxis.set_major_formatter(images)
+        count_ticks(ax.xaxis)
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False)
     fig.subplots_adjust(hspace=0.4)
     save_figure(fig, stem)

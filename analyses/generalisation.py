@@ -47,7 +47,7 @@ def score(path: Path, digest: str, train, heldout, count: int) -> dict:
 
 
 def plot(rows: list[dict], stem: Path) -> None:
-    from koopscope.io.figures import pyplot, save_figure
+    from koopscope.io.figures import count_ticks, pyplot, save_figure
 
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
@@ -59,7 +59,8 @@ def plot(rows: list[dict], stem: Path) -> None:
                 ax.plot(*zip(*line), style, color=f"C{i}", fillstyle="none",
                         label=f"{n} trajectories, {'training' if split == 'train' else 'held-out'} seeds")
         ax.set(xlabel="training images seen", title=name, ylim=(0, None))
-        ax.legend(fontsize=8)
+        count_ticks(ax.xaxis)
+    axes[0].legend(fontsize=7, loc="upper center", bbox_to_anchor=(1.1, -0.18), ncol=2, frameon=False)
     save_figure(fig, stem)
 
 

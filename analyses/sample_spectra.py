@@ -106,6 +106,7 @@ def score(path: Path, digest: str, store, count: int) -> dict:
 
 def plot(rows: list[dict], stem: Path) -> None:
     import numpy as np
+    from matplotlib.ticker import FuncFormatter
 
     from koopscope.io.figures import pyplot, save_figure
 
@@ -118,10 +119,13 @@ def plot(rows: list[dict], stem: Path) -> None:
             ax.plot(radius, np.asarray(r[key])[radius] / t[radius], color=f"C{i}",
                     label=f"{name.parent.name}/{name.stem} ({r['images_seen']:,} images)")
     axes[0].axhline(1, color="k", lw=0.5)
-    axes[0].set(xlabel="radius (cycles per image)", title="student power / teacher power", yscale="log")
+    axes[0].set(xlabel="radius (cycles per image)", title="student power / teacher power")
     axes[1].set(xlabel="radius (cycles per image)", title="power of (student - teacher) / teacher power",
                 yscale="log")
-    axes[0].legend(fontsize=7, loc="lower left")
+    plain = FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "1235" else "")   # 0.03, 0.05, 0.1, 0.2
+    axes[1].yaxis.set_major_formatter(plain)
+    axes[1].yaxis.set_minor_formatter(plain)
+    axes[0].legend(fontsize=7, loc="upper center", bbox_to_anchor=(1.1, -0.18), ncol=2, frameon=False)
     save_figure(fig, stem)
 
 

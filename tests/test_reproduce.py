@@ -124,3 +124,14 @@ def test_a_figure_saved_twice_is_the_same_bytes(tmp_path):
         save_figure(fig, tmp_path / f"{name}.png")
     for suffix in (".png", ".pdf"):
         assert (tmp_path / f"a{suffix}").read_bytes() == (tmp_path / f"b{suffix}").read_bytes()
+
+
+def test_count_ticks_reads_as_thousands_and_millions():
+    """Training-image axes read 50k and 1.5M, not 50000 run into 100000 or an offset 1e6."""
+    from koopscope.io.figures import count_ticks, pyplot
+
+    fig, ax = pyplot().subplots()
+    count_ticks(ax.xaxis)
+    label = ax.xaxis.get_major_formatter()
+    assert [label(v, 0) for v in (0, 50_000, 320_000, 1_000_000, 2_500_000)] == ["0", "50k", "320k", "1M", "2.5M"]
+    pyplot().close(fig)

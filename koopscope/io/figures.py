@@ -25,6 +25,14 @@ def tile(images, per_row: int | None = None, pad: int = 2, fill: float = -1.0) -
     return out
 
 
+def count_ticks(axis) -> None:
+    """Label a matplotlib axis of counts (training images) 0, 50k, 1.5M rather than 50000 or 1e6."""
+    from matplotlib.ticker import FuncFormatter
+
+    axis.set_major_formatter(FuncFormatter(
+        lambda v, _: f"{v / 1e6:g}M" if abs(v) >= 1e6 else f"{v / 1e3:g}k" if v else "0"))
+
+
 def pyplot():
     """matplotlib.pyplot on the backend already chosen (never switched here: a notebook keeps its inline figures;
     the CLI chooses Agg)."""
