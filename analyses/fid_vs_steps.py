@@ -37,9 +37,7 @@ def score(path: Path, digest: str, label: str, count: int, seed: int, ref: str, 
 
 def plot(rows: list[dict], stem: Path) -> None:
     """One panel for teachers and one for the students distilled from them, each its own x range."""
-    from matplotlib.ticker import FuncFormatter
-
-    from koopscope.io.figures import count_ticks, pyplot, save_figure
+    from koopscope.io.figures import count_ticks, plain_log_ticks, pyplot, save_figure
 
     plt = pyplot()
     groups = [(title, [r for r in rows if (r["kind"] == "teacher") == is_teacher])
@@ -47,7 +45,6 @@ def plot(rows: list[dict], stem: Path) -> None:
     groups = [(title, g) for title, g in groups if g]
     fig, axes = plt.subplots(len(groups), 1, figsize=(5, 3.2 * len(groups)), squeeze=False)
     log = all(r["fid"] > 0 for r in rows)   # a tiny test count can give FID <= 0
-    label = FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "12346" else "")   # 10, 20, 30, 40, 60
     for ax, (title, group) in zip(axes[:, 0], groups):
         keys = sorted({(r["label"], r["count"]) for r in group})
         for i, key in enumerate(keys):   # hollow markers, a new shape each time the ten colours come round again
@@ -55,8 +52,8 @@ def plot(rows: list[dict], stem: Path) -> None:
             ax.plot(*zip(*line), marker="osD^v"[i // 10 % 5], fillstyle="none", label=f"{key[0]}, {key[1]} samples")
         ax.set(xlabel="training images seen", ylabel="FID (log scale)" if log else "FID", title=f"FID of the {title}",
                yscale="log" if log else "linear")
-        ax.yaxis.set_major_formatter(label)
-        ax.yaxis.set_minor_formatter(label)
+        if log:
+            plain_log_ticks(ax.yaxis, "12346")   # 10, 20, 30, 40, 60
         count_ticks(ax.xaxis)
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False)
     fig.subplots_adjust(hspace=0.4)

@@ -106,9 +106,8 @@ def score(path: Path, digest: str, store, count: int) -> dict:
 
 def plot(rows: list[dict], stem: Path) -> None:
     import numpy as np
-    from matplotlib.ticker import FuncFormatter
 
-    from koopscope.io.figures import pyplot, save_figure
+    from koopscope.io.figures import plain_log_ticks, pyplot, save_figure
 
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
@@ -122,9 +121,7 @@ def plot(rows: list[dict], stem: Path) -> None:
     axes[0].set(xlabel="radius (cycles per image)", title="student power / teacher power")
     axes[1].set(xlabel="radius (cycles per image)", title="power of (student - teacher) / teacher power",
                 yscale="log")
-    plain = FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "1235" else "")   # 0.03, 0.05, 0.1, 0.2
-    axes[1].yaxis.set_major_formatter(plain)
-    axes[1].yaxis.set_minor_formatter(plain)
+    plain_log_ticks(axes[1].yaxis, "1235")   # 0.03, 0.05, 0.1, 0.2
     axes[0].legend(fontsize=7, loc="upper center", bbox_to_anchor=(1.1, -0.18), ncol=2, frameon=False)
     save_figure(fig, stem)
 

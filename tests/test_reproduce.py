@@ -135,3 +135,14 @@ def test_count_ticks_reads_as_thousands_and_millions():
     label = ax.xaxis.get_major_formatter()
     assert [label(v, 0) for v in (0, 50_000, 320_000, 1_000_000, 2_500_000)] == ["0", "50k", "320k", "1M", "2.5M"]
     pyplot().close(fig)
+
+
+def test_plain_log_ticks_label_only_the_chosen_leading_digits():
+    """Log axes read 0.03, 0.05, 0.1 and leave 0.04 blank, not 4 x 10^-2 at every tick."""
+    from koopscope.io.figures import plain_log_ticks, pyplot
+
+    fig, ax = pyplot().subplots()
+    plain_log_ticks(ax.yaxis, "1235")
+    for formatter in (ax.yaxis.get_major_formatter(), ax.yaxis.get_minor_formatter()):
+        assert [formatter(v, 0) for v in (0.03, 0.04, 0.05, 0.1, 20, 60)] == ["0.03", "", "0.05", "0.1", "20", ""]
+    pyplot().close(fig)

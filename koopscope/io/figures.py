@@ -33,6 +33,16 @@ def count_ticks(axis) -> None:
         lambda v, _: f"{v / 1e6:g}M" if abs(v) >= 1e6 else f"{v / 1e3:g}k" if v else "0"))
 
 
+def plain_log_ticks(axis, leading: str) -> None:
+    """Label a log-scale matplotlib axis with plain numbers (0.05, 20) at the ticks whose leading digit is in
+    ``leading`` (e.g. "1235"), leaving the others blank, rather than 5 x 10^-2 at every one."""
+    from matplotlib.ticker import FuncFormatter
+
+    label = FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in leading else "")
+    axis.set_major_formatter(label)
+    axis.set_minor_formatter(label)
+
+
 def pyplot():
     """matplotlib.pyplot on the backend already chosen (never switched here: a notebook keeps its inline figures;
     the CLI chooses Agg)."""
