@@ -141,13 +141,17 @@ done
 SCF=${STUDENT_COOL_FROM:-4000} SCS=${STUDENT_COOL_STEPS:-0} HD=$R/hkd-fashion-mean13-18-15k-cool
 SCI=$HC/model-step$(printf %07d $SCF).safetensors
 [ -f $SCI ] || SCI=$(pwd)/checkpoints/hkd-fashion-mean13-18-15k-step$(printf %07d $SCF).safetensors
-if [ "$SCS" -gt 0 ]; then
-  further hkd "${STUDENT_CONT_PROCS:-1}" $HD $SCI $SCS --rampdown $SCS --trajectories $SM --teacher $MT
-  cp $HD/model.safetensors $HD/model-step$(printf %07d $SCS).safetensors
-  $PY analyses/fid_vs_steps.py --label "HKD on 15000 trajectories, cooled: lr falling to 0 over $SCS steps from the \
-step-$SCF snapshot, one step" $HD/model-step$(printf %07d $SCS).safetensors --count 5000 --threads "$TH"
-  $PY analyses/generalisation.py $HD/model-step*.safetensors --train $SM --heldout $SH --count 128 --threads "$TH"
-fi
+cooled() {  # OUT INIT STEPS STORE LABEL: the student from INIT on STORE, the lr falling linearly to 0 over STEPS;
+  # its last weights kept as OUT/model-stepSTEPS and scored (FID of 5000 samples, held-out error)
+  local out=$1 init=$2 steps=$3 store=$4 label=$5 snap
+  snap=$out/model-step$(printf %07d $steps).safetensors
+  further hkd "${STUDENT_CONT_PROCS:-1}" $out $init $steps --rampdown $steps --trajectories $store --teacher $MT
+  cp $out/model.safetensors $snap
+  $PY analyses/fid_vs_steps.py --label "$label" $snap --count 5000 --threads "$TH"
+  $PY analyses/generalisation.py $out/model-step*.safetensors --train $store --heldout $SH --count 128 --threads "$TH"
+}
+[ "$SCS" -eq 0 ] || cooled $HD $SCI $SCS $SM "HKD on 15000 trajectories, cooled: lr falling to 0 over $SCS steps from \
+the step-$SCF snapshot, one step"
 # twice the trajectories: cooled on 15000, the student fitted them 3.3x better than held-out seeds, so the store is
 # copied (hard links; the 15000 store stays as its runs name it) and grown to 30000, and the cooled student (its
 # committed copy) goes on there, the lr falling linearly to 0 over STUDENT_30K_STEPS steps (0, the default, skips it)
@@ -155,10 +159,6 @@ S30=${STUDENT_30K_STEPS:-0} SM30=$R/traj-fashion-mean13-18-30k H30=$R/hkd-fashio
 if [ "$S30" -gt 0 ]; then
   [ -d $SM30 ] || cp -al $SM $SM30
   $K trajectories $MT --out $SM30 --count 30000 --threads "$TH" --no-progress
-  further hkd "${STUDENT_CONT_PROCS:-1}" $H30 $(pwd)/checkpoints/hkd-fashion-mean13-18-15k-cool-step0003000.safetensors \
-    $S30 --rampdown $S30 --trajectories $SM30 --teacher $MT
-  cp $H30/model.safetensors $H30/model-step$(printf %07d $S30).safetensors
-  $PY analyses/fid_vs_steps.py --label "HKD on 30000 trajectories, from the cooled student, lr falling to 0 over \
-$S30 steps, one step" $H30/model-step$(printf %07d $S30).safetensors --count 5000 --threads "$TH"
-  $PY analyses/generalisation.py $H30/model-step*.safetensors --train $SM30 --heldout $SH --count 128 --threads "$TH"
+  cooled $H30 $(pwd)/checkpoints/hkd-fashion-mean13-18-15k-cool-step0003000.safetensors $S30 $SM30 \
+    "HKD on 30000 trajectories, from the cooled student, lr falling to 0 over $S30 steps, one step"
 fi
