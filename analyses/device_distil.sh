@@ -2,7 +2,7 @@
 # Distil a given teacher into HKD students on one lent GPU (H100/H200) inside a time budget, offline:
 #   bash analyses/device_distil.sh --teacher checkpoints/teacher-fashion-mean13-18.safetensors \
 #     --init checkpoints/hkd-fashion-mean13-18-15k-cool-step0003000.safetensors [--lrs "3e-4 1e-3"] [--count 100000] \
-#     [--batch 512] [--budget 450] [--runs DIR] [--dest DIR] [--smoke]
+#     [--batch 512] [--budget 450] [--huber] [--runs DIR] [--dest DIR] [--smoke]
 # What the CPU cannot reach: many trajectories (a student fitted to few memorises them: analyses/generalisation.py)
 # and millions of training images. Timeline, all inside --budget seconds of this script:
 #  1. the store's first shard, and one short run per learning rate side by side on it: an error shows within
@@ -11,14 +11,17 @@
 #  3. one run per learning rate, side by side (each is launch-bound on a GPU: they share it well), warm-started
 #     from --init, with as many steps as the measured rate fits in the time left and the learning rate falling
 #     linearly to 0 over the last half; each run's EMA model at the start of that fall is kept too (`-mid`).
-# Copied to --dest (default $OUT): hkd-lr<LR>.safetensors, hkd-lr<LR>-mid.safetensors per learning rate and
+#     --huber: beside each learning rate's run (squared error), one with the pseudo-Huber distance and latent
+#     consistency weighted 150 (its gradient is ~160x the squared error's at an rms error of 0.1 on 1024 pixels),
+#     named lr<LR>-huber: the distance compared on the same images, same start and same schedule.
+# Copied to --dest (default $OUT): hkd-<RUN>.safetensors, hkd-<RUN>-mid.safetensors per run (RUN: lr<LR>[-huber]) and
 # logs.tar.gz (each run's log.jsonl, options.json and sample grids, the store's manifest). Needs torch (CUDA) and
 # koopscope's dependencies for python3 or $PYTHON; koopscope is imported from this checkout. No dataset is read.
 # --smoke: the smoke preset with a tiny store and a few steps, on CPU too (tests/test_bench_training.py runs it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PRESET=fashion LRS="3e-4 1e-3" COUNT=100000 BATCH=512 BUDGET=450 SHARD=1024 CAL=80 MAX_STEPS=1000000
-RUNS=runs/device-distil DEST=${OUT:-} TEACHER="" INIT=""
+RUNS=runs/device-distil DEST=${OUT:-} TEACHER="" INIT="" HUBER=0
 while [ $# -gt 0 ]; do
   case $1 in
     --teacher) TEACHER=$2; shift 2 ;;
@@ -27,11 +30,12 @@ while [ $# -gt 0 ]; do
     --count) COUNT=$2; shift 2 ;;
     --batch) BATCH=$2; shift 2 ;;
     --budget) BUDGET=$2; shift 2 ;;
+    --huber) HUBER=1; shift ;;
     --runs) RUNS=$2; shift 2 ;;
     --dest) DEST=$2; shift 2 ;;
     --smoke) PRESET=smoke COUNT=96 BATCH=16 SHARD=32 CAL=20 MAX_STEPS=20; shift ;;
     *) echo "device_distil.sh: unknown option $1 (expected --teacher CKPT, --init CKPT, --lrs 'LR ...'," \
-         "--count N, --batch N, --budget S, --runs DIR, --dest DIR, --smoke)" >&2; exit 2 ;;
+         "--count N, --batch N, --budget S, --huber, --runs DIR, --dest DIR, --smoke)" >&2; exit 2 ;;
   esac
 done
 [ -n "$DEST" ] || { echo "device_distil.sh: no destination: pass --dest DIR or set OUT" >&2; exit 2; }
@@ -44,6 +48,12 @@ for n in "$COUNT" "$BATCH" "$BUDGET"; do
 done
 [ -n "$LRS" ] || { echo "device_distil.sh: --lrs names no learning rate" >&2; exit 2; }
 [ -e "$RUNS" ] && { echo "device_distil.sh: $RUNS exists; pass another --runs DIR" >&2; exit 2; }
+NAMES=()   # one run per learning rate, and with --huber its pseudo-Huber twin
+for lr in $LRS; do NAMES+=("lr$lr"); [ "$HUBER" = 0 ] || NAMES+=("lr$lr-huber"); done
+options() {  # NAME -> the options that set its run apart
+  local lr=${1#lr}
+  case $lr in *-huber) echo "--lr ${lr%-huber} --distance huber --latent 150" ;; *) echo "--lr $lr" ;; esac
+}
 PY=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 $PY -c "import torch, numpy, safetensors, PIL, typer, rich" || { echo "device_distil.sh: $PY lacks torch or a koopscope dependency" >&2; exit 1; }
@@ -57,21 +67,21 @@ trajectories() {  # COUNT [CAP_S]
     --batch "$SHARD" --shard-size "$SHARD" --no-progress
 }
 
-runs() {  # PREFIX STEPS RAMPDOWN CAP_S: one run per learning rate, side by side; fails if any fails uncapped
-  local prefix=$1 steps=$2 rampdown=$3 cap=$4 lr lrs=($LRS) pids=() rc=0 bad=0
-  for lr in "${lrs[@]}"; do
-    timeout "$cap" "$PY" -m koopscope train hkd --preset "$PRESET" --out "$RUNS/$prefix$lr" --steps "$steps" \
-      --batch "$BATCH" --lr "$lr" --rampdown "$rampdown" --amp bf16 --no-progress --trajectories "$RUNS/store" \
-      --teacher "$TEACHER" ${INIT:+--init "$INIT"} > "$RUNS/$prefix$lr.out" 2>&1 &
+runs() {  # PREFIX STEPS RAMPDOWN CAP_S: the runs (NAMES) side by side; fails if any fails uncapped
+  local prefix=$1 steps=$2 rampdown=$3 cap=$4 name pids=() rc=0 bad=0
+  for name in "${NAMES[@]}"; do
+    timeout "$cap" "$PY" -m koopscope train hkd --preset "$PRESET" --out "$RUNS/$prefix$name" --steps "$steps" \
+      --batch "$BATCH" $(options "$name") --rampdown "$rampdown" --amp bf16 --no-progress \
+      --trajectories "$RUNS/store" --teacher "$TEACHER" ${INIT:+--init "$INIT"} > "$RUNS/$prefix$name.out" 2>&1 &
     pids+=($!)
   done
   for i in "${!pids[@]}"; do
     rc=0; wait "${pids[$i]}" || rc=$?
-    lr=${lrs[$i]}
-    if [ "$rc" = 124 ] && [ -f "$RUNS/$prefix$lr/model.safetensors" ]; then
-      say "lr $lr: stopped at the $cap s cap; keeping the last checkpoint's EMA weights"
+    name=${NAMES[$i]}
+    if [ "$rc" = 124 ] && [ -f "$RUNS/$prefix$name/model.safetensors" ]; then
+      say "$name: stopped at the $cap s cap; keeping the last checkpoint's EMA weights"
     elif [ "$rc" != 0 ]; then
-      tail -n 5 "$RUNS/$prefix$lr.out" >&2; bad=1
+      tail -n 5 "$RUNS/$prefix$name.out" >&2; bad=1
     fi
   done
   [ "$bad" = 0 ] || { echo "device_distil.sh: a $prefix run failed" >&2; exit 1; }
@@ -96,14 +106,14 @@ EOF
 
 mkdir -p "$RUNS" "$DEST"
 trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
-say "1. first shard, and $CAL steps per learning rate ($LRS) side by side"
+say "1. first shard, and $CAL steps per run (${NAMES[*]}) side by side"
 trajectories "$SHARD"
 runs cal- "$CAL" 0 $((BUDGET / 4 + 60))
-STEPS_PER_S=$($PY - "$RUNS" $LRS <<'EOF'
+STEPS_PER_S=$($PY - "$RUNS" "${NAMES[@]}" <<'EOF'
 import json, sys
 rates = []
-for lr in sys.argv[2:]:   # steps/s between a run's first and last log line: start-up excluded
-    run = f"{sys.argv[1]}/cal-{lr}"
+for name in sys.argv[2:]:   # steps/s between a run's first and last log line: start-up excluded
+    run = f"{sys.argv[1]}/cal-{name}"
     batch = json.load(open(f"{run}/options.json"))["train"]["batch"]
     rows = [json.loads(line) for line in open(f"{run}/log.jsonl")]
     t = [r["step"] * batch / r["images_per_s"] for r in (rows[0], rows[-1])]
@@ -125,13 +135,15 @@ fi
 TRAIN_S=$(($(left) - 30))   # start-up, the last save and the copies
 [ "$TRAIN_S" -ge 30 ] || TRAIN_S=30
 STEPS=$($PY -c "print(max(2, min($MAX_STEPS, int($STEPS_PER_S * $TRAIN_S * 0.92))))")
-say "3. $STEPS steps x $BATCH per learning rate in about $TRAIN_S s, rampdown over the last $((STEPS / 2))"
-for lr in $LRS; do keep_mid "$RUNS/hkd-lr$lr" $((STEPS - STEPS / 2)) & done
-runs hkd-lr "$STEPS" $((STEPS / 2)) $((TRAIN_S + 20))
-for lr in $LRS; do
-  cp "$RUNS/hkd-lr$lr/model.safetensors" "$DEST/hkd-lr$lr.safetensors"
-  [ -f "$RUNS/hkd-lr$lr-mid.safetensors" ] && cp "$RUNS/hkd-lr$lr-mid.safetensors" "$DEST/hkd-lr$lr-mid.safetensors"
-  tail -n 1 "$RUNS/hkd-lr$lr/log.jsonl"
+say "3. $STEPS steps x $BATCH per run in about $TRAIN_S s, rampdown over the last $((STEPS / 2))"
+WATCHERS=()
+for name in "${NAMES[@]}"; do keep_mid "$RUNS/hkd-$name" $((STEPS - STEPS / 2)) & WATCHERS+=($!); done
+runs hkd- "$STEPS" $((STEPS / 2)) $((TRAIN_S + 20))
+for p in "${WATCHERS[@]}"; do timeout 10 tail --pid="$p" -f /dev/null || true; done   # each polls every second
+for name in "${NAMES[@]}"; do
+  cp "$RUNS/hkd-$name/model.safetensors" "$DEST/hkd-$name.safetensors"
+  [ -f "$RUNS/hkd-$name-mid.safetensors" ] && cp "$RUNS/hkd-$name-mid.safetensors" "$DEST/hkd-$name-mid.safetensors"
+  echo "$name: $(tail -n 1 "$RUNS/hkd-$name/log.jsonl")"
 done
-tar -czf "$DEST/logs.tar.gz" -C "$RUNS" --exclude='*.safetensors' store/manifest.json $(cd "$RUNS" && ls -d cal-* hkd-lr*)
+tar -czf "$DEST/logs.tar.gz" -C "$RUNS" --exclude='*.safetensors' store/manifest.json $(cd "$RUNS" && ls -d cal-* hkd-*)
 say "device_distil.sh: wrote $(ls "$DEST" | tr '\n' ' ')in $DEST"

@@ -83,20 +83,22 @@ def test_device_train_smoke(tmp_path):
         assert (tmp_path / "out" / name).stat().st_size > 0
     for kind in ("teacher", "hkd"):
         assert json.loads((tmp_path / "runs" / kind / "options.json").read_text())["train"]["amp"] == "bf16"
-    # a given teacher distilled by device_distil.sh: a store, side-by-side runs per learning rate, warm-started
+    # a given teacher distilled by device_distil.sh: a store, side-by-side runs (squared error and pseudo-Huber)
     out, runs, teacher = tmp_path / "out2", tmp_path / "runs2", tmp_path / "out" / "teacher.safetensors"
     r = _run("bash", "analyses/device_distil.sh", "--smoke", "--runs", str(runs), "--dest", str(out), "--budget", "90",
-             "--teacher", str(teacher), "--init", str(tmp_path / "out" / "hkd.safetensors"), "--lrs", "1e-3 2e-3")
+             "--teacher", str(teacher), "--init", str(tmp_path / "out" / "hkd.safetensors"), "--lrs", "2e-3", "--huber")
     assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["hkd-lr1e-3-mid.safetensors", "hkd-lr1e-3.safetensors",
+    assert sorted(p.name for p in out.iterdir()) == ["hkd-lr2e-3-huber-mid.safetensors", "hkd-lr2e-3-huber.safetensors",
                                                      "hkd-lr2e-3-mid.safetensors", "hkd-lr2e-3.safetensors",
                                                      "logs.tar.gz"]
-    for lr in ("1e-3", "2e-3"):
-        options = json.loads((runs / f"hkd-lr{lr}" / "options.json").read_text())
-        assert options["train"]["lr"] == float(lr) and options["train"]["rampdown"] == options["train"]["steps"] // 2
+    for name, distance in (("lr2e-3", "mse"), ("lr2e-3-huber", "huber")):
+        options = json.loads((runs / f"hkd-{name}" / "options.json").read_text())
+        assert options["model"]["loss"]["distance"] == distance
+        assert (options["model"]["loss"]["latent"] == 150) == (distance == "huber")
+        assert options["train"]["lr"] == 2e-3 and options["train"]["rampdown"] == options["train"]["steps"] // 2
         assert (options["model"]["init"], options["model"]["teacher"]) == (str(tmp_path / "out" / "hkd.safetensors"),
                                                                            str(teacher))
-        assert read_meta(out / f"hkd-lr{lr}.safetensors")["state"]["step"] == options["train"]["steps"]
+        assert read_meta(out / f"hkd-{name}.safetensors")["state"]["step"] == options["train"]["steps"]
     assert json.loads((runs / "store" / "manifest.json").read_text())["count"] == 96
     again = _run("bash", "analyses/device_distil.sh", "--smoke", "--runs", str(runs), "--dest", str(out),
                  "--teacher", str(teacher))
