@@ -8,12 +8,13 @@
 #  1. the store's first shard, and one short run per learning rate side by side on it: an error shows within
 #     a minute (while the lease can still rerun), and the rate the runs train at together is measured;
 #  2. the store grown to --count trajectories (seeds 0 ..; capped at a third of the budget, then cut to whole shards);
-#  3. one run per learning rate, side by side (each is launch-bound on a GPU: they share it well), warm-started
-#     from --init, with as many steps as the measured rate fits in the time left and the learning rate falling
-#     linearly to 0 over the last half; each run's EMA model at the start of that fall is kept too (`-mid`).
+#  3. one run per learning rate, side by side (on an H200 two ran at 1600 images/s each, one alone at 2100),
+#     warm-started from --init, with as many steps as the measured rate fits in the time left and the learning
+#     rate falling linearly to 0 over the last half; each run's EMA model at the start of that fall is kept too (`-mid`).
 #     --huber: beside each learning rate's run (squared error), one with the pseudo-Huber distance and latent
 #     consistency weighted 150 (its gradient is ~160x the squared error's at an rms error of 0.1 on 1024 pixels),
-#     named lr<LR>-huber: the distance compared on the same images, same start and same schedule.
+#     named lr<LR>-huber: the distance compared on the same images, same start and same schedule (two files per
+#     run come back: with --huber, one learning rate keeps a lease's output within its 8 files).
 # Copied to --dest (default $OUT): hkd-<RUN>.safetensors, hkd-<RUN>-mid.safetensors per run (RUN: lr<LR>[-huber]) and
 # logs.tar.gz (each run's log.jsonl, options.json and sample grids, the store's manifest). Needs torch (CUDA) and
 # koopscope's dependencies for python3 or $PYTHON; koopscope is imported from this checkout. No dataset is read.
