@@ -10,7 +10,8 @@
 Copies the checkpoint (EMA weights only) to koopscope/models/hkd-<preset>.safetensors, with the
 consistency summary (`koopscope consistency CKPT --out DIR`'s JSON) in its metadata, where
 `koopscope spectrum` prints it, and writes hkd-<preset>.json: the commands that made it, its config,
-the training data and its hash (from the teacher checkpoint), the steps, the final losses, the
+the training data and its hash (from the teacher checkpoint), its lineage (every run it was warm-started
+through, with steps, images and trajectory store), the last run's options and final losses, the
 measured FID (from eval_hkd.py's results) and the consistency.
 
 A teacher is copied byte for byte to koopscope/models/teacher-<preset>.safetensors (students and trajectory
@@ -43,6 +44,28 @@ def final_losses(run: Path, step: int, last: int = 10) -> dict:
     rows = [r for r in rows if "loss" in r and r["step"] <= step][-last:]
     keys = [k for k in rows[-1] if k not in ("step", "lr", "images_per_s")]
     return {k: round(sum(r[k] for r in rows) / len(rows), 5) for k in keys}
+
+
+def shown(path: Path) -> Path:
+    """A path as the record shows it: relative to the checkout when inside it."""
+    return path.resolve().relative_to(ROOT) if path.resolve().is_relative_to(ROOT) else path
+
+
+def lineage(path: Path, meta: dict, keys: tuple[str, ...] = ()) -> list[dict]:
+    """The checkpoint and each one it was warm-started from, nearest first: sha256, step, images and ``keys`` of
+    each run's provenance. Read before a copy can replace an ancestor at the same path."""
+    chain = [(sha256(path), meta), *warm_starts(meta)]
+    if chain[-1][1] is None:
+        raise SystemExit(f"error: {path} was warm-started from a checkpoint (sha256 {chain[-1][0][:12]}) that "
+                         "is gone or has changed since; its lineage cannot be recorded")
+    return [{"sha256": d, **{k: m["provenance"].get(k) for k in
+                             ("step", "images_seen", "git_commit", "init", "init_sha256", *keys)}} for d, m in chain]
+
+
+def last_options(args) -> dict | None:
+    """The training options of the checkpoint's own run (its run folder's options.json), if kept."""
+    options = (args.run or args.model.parent) / "options.json"
+    return json.loads(options.read_text())["train"] if options.is_file() else None
 
 
 def train_command(meta: dict, teacher: Path, out: Path) -> str:
@@ -85,6 +108,7 @@ def main() -> None:
     cons = json.loads(args.consistency.read_text())
     if cons.get("checkpoint_sha256") != sha256(args.model):
         raise SystemExit(f"error: {args.consistency} measures {cons.get('checkpoint')}, not this model")
+    runs = lineage(args.model, meta, ("trajectories", "trajectory_count"))
     cons = {k: cons[k] for k in ("consistent", "verdict", "min_explained", "threshold", "verdict_sigma", "count",
                                  "sigmas", "explained_from_T", "band_validity", "fidelity_mean", "one_step_mse",
                                  "one_step_mse_no_dynamics", "seeds", "trajectories") if k in cons}
@@ -94,12 +118,13 @@ def main() -> None:
     tp = teacher["provenance"]
     write_json(dest.with_suffix(".json"), {
         "what": f"HKD one-step student, preset {prov['preset']}, distilled from "
-                f"{args.teacher.relative_to(ROOT)} on {prov['trajectory_count']} of its Heun "
+                f"{shown(args.teacher)} on {prov['trajectory_count']} of its Heun "
                 f"{prov['grid_steps']}-step trajectories",
         "commands": ["bash analyses/fashion_pipeline.sh",
                      COMMAND],
-        "train_command": train_command(meta, args.teacher.relative_to(ROOT), args.run or args.model.parent),
-        "steps": prov["step"], "images_seen": prov["images_seen"], "git_commit": prov["git_commit"],
+        "train_command": train_command(meta, shown(args.teacher), args.run or args.model.parent),
+        "steps": prov["step"], "images_seen": images_seen(meta), "git_commit": prov["git_commit"],
+        "lineage": runs, "train": last_options(args),
         "config": meta["config"],
         "data": {k: tp[k] for k in ("dataset", "split", "data_hash", "data_count")},
         "teacher_sha256": prov["teacher_sha256"], "sha256": sha256(dest), "source_sha256": sha256(args.model),
@@ -116,17 +141,12 @@ def main() -> None:
 
 
 def ship_teacher(args, meta: dict) -> None:
-    digest, prov = sha256(args.model), meta["provenance"]
-    chain = [(digest, meta), *warm_starts(meta)]   # read before the copy replaces an ancestor at the same path
-    if chain[-1][1] is None:
-        raise SystemExit(f"error: {args.model} was warm-started from a checkpoint (sha256 {chain[-1][0][:12]}) that "
-                         "is gone or has changed since; its lineage cannot be recorded")
+    digest, prov, runs = sha256(args.model), meta["provenance"], lineage(args.model, meta)
     ev = json.loads(args.eval_teacher.read_text())
     if ev.get("teacher_sha256") != digest:
         raise SystemExit(f"error: {args.eval_teacher} evaluates {ev['teacher']}, not this teacher")
     rows = [r for r in json.loads(args.fid_rows.read_text())["rows"] if r["sha256"] == digest]
     dest = args.models / f"{args.name or 'teacher-' + prov['preset']}.safetensors"
-    options = (args.run or args.model.parent) / "options.json"   # the last run's training options
     if not (dest.exists() and dest.samefile(args.model)):
         with atomic_path(dest) as tmp:
             shutil.copyfile(args.model, tmp)
@@ -134,12 +154,9 @@ def ship_teacher(args, meta: dict) -> None:
     write_json(dest.with_suffix(".json"), {
         "what": f"EDM teacher, preset {prov['preset']}, EMA weights; "
                 f"{images_seen(meta):,} training images in "
-                f"{len(chain)} run(s), each warm-started from the one before",
+                f"{len(runs)} run(s), each warm-started from the one before",
         "commands": ["bash analyses/fashion_pipeline.sh", COMMAND],
-        "lineage": [{"sha256": d, **{k: m["provenance"].get(k) for k in
-                                     ("step", "images_seen", "git_commit", "init", "init_sha256")}}
-                    for d, m in chain],
-        "train": json.loads(options.read_text())["train"] if options.is_file() else None,
+        "lineage": runs, "train": last_options(args),
         "config": meta["config"],
         "data": {k: prov[k] for k in ("dataset", "split", "data_hash", "data_count")},
         "sha256": digest,

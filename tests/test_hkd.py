@@ -452,6 +452,42 @@ def test_warm_start_carries_a_student_to_its_teacher_trained_further(chain, cont
         hkd_task("smoke", chain[1].path, chain[0], init=late)
 
 
+def test_ship_model_records_a_students_lineage(chain, trained, tmp_path, monkeypatch):
+    """analyses/ship_model.py on a student warm-started from another: every run it went through, by content."""
+    import runpy
+
+    from koopscope.pipeline import hkd_task
+    from koopscope.train.loop import train
+
+    first = trained / "model.safetensors"
+    task, cfg = hkd_task("smoke", chain[1].path, chain[0], init=first)
+    late = train(task, replace(cfg, steps=2, threads=1, grid=0, sample_every=0), tmp_path / "late", preset="smoke",
+                 progress=False)
+    digest, ev, cons, models = sha256(late), tmp_path / "eval.json", tmp_path / "cons.json", tmp_path / "models"
+    cons.write_text(json.dumps({"checkpoint_sha256": digest, "consistent": True, "min_explained": 0.99}))
+    script = str(Path(__file__).resolve().parent.parent / "analyses/ship_model.py")
+
+    def ship(evaluated: str):
+        ev.write_text(json.dumps({"hkd": str(late), "hkd_step": 2, "hkd_sha256": evaluated, "count": 8,
+                                  "reference": "smoke", "hkd_seeds": [0, 7], "hkd_vs_data": {"fid": 30.0,
+                                  "kid_mean": 0.02}, "teacher_vs_data": {"fid": 10.0},
+                                  "fid_ratio_hkd_over_teacher": 3.0, "hkd_vs_teacher": None}))
+        monkeypatch.setattr("sys.argv", [script, str(late), "--teacher", str(chain[0]), "--eval", str(ev),
+                                         "--consistency", str(cons), "--models", str(models)])
+        runpy.run_path(script, run_name="__main__")
+
+    with pytest.raises(SystemExit, match="not this model"):
+        ship("another")
+    assert not models.exists()
+    ship(digest)
+    rec = json.loads((models / "hkd-smoke.json").read_text())
+    first_prov = read_meta(first)["provenance"]
+    assert [(r["sha256"], r["step"]) for r in rec["lineage"]] == [(digest, 2), (sha256(first), first_prov["step"])]
+    assert rec["lineage"][1]["trajectories"] == first_prov["trajectories"] and rec["train"]["steps"] == 2
+    assert rec["images_seen"] == images_seen(read_meta(late)) > rec["lineage"][0]["images_seen"]
+    assert rec["fid"]["ratio"] == 3.0 and read_meta(models / "hkd-smoke.safetensors")["consistency"]["consistent"]
+
+
 def test_checkpoints_from_before_the_renames_load():
     """The shipped model's header still says time / encoder_time / times; they read as time_axis /
     encoder_conditioning / points."""
