@@ -48,13 +48,14 @@ def final_losses(run: Path, step: int, last: int = 10) -> dict:
 
 def shown(path: Path) -> Path:
     """A path as the record shows it: relative to the checkout when inside it."""
-    return path.resolve().relative_to(ROOT) if path.resolve().is_relative_to(ROOT) else path
+    full = path.resolve()
+    return full.relative_to(ROOT) if full.is_relative_to(ROOT) else path
 
 
-def lineage(path: Path, meta: dict, keys: tuple[str, ...] = ()) -> list[dict]:
-    """The checkpoint and each one it was warm-started from, nearest first: sha256, step, images and ``keys`` of
-    each run's provenance. Read before a copy can replace an ancestor at the same path."""
-    chain = [(sha256(path), meta), *warm_starts(meta)]
+def lineage(path: Path, digest: str, meta: dict, keys: tuple[str, ...] = ()) -> list[dict]:
+    """The checkpoint (sha256 ``digest``) and each one it was warm-started from, nearest first: sha256, step, images
+    and ``keys`` of each run's provenance. Read before a copy can replace an ancestor at the same path."""
+    chain = [(digest, meta), *warm_starts(meta)]
     if chain[-1][1] is None:
         raise SystemExit(f"error: {path} was warm-started from a checkpoint (sha256 {chain[-1][0][:12]}) that "
                          "is gone or has changed since; its lineage cannot be recorded")
@@ -102,13 +103,13 @@ def main() -> None:
     prov = meta["provenance"]
     if prov["teacher_sha256"] != sha256(args.teacher):
         raise SystemExit(f"error: {args.model} was distilled from another teacher than {args.teacher}")
-    ev = json.loads(args.eval.read_text())
-    if ev.get("hkd_sha256") != sha256(args.model):
+    digest, ev = sha256(args.model), json.loads(args.eval.read_text())
+    if ev.get("hkd_sha256") != digest:
         raise SystemExit(f"error: {args.eval} evaluates {ev['hkd']} at step {ev['hkd_step']}, not this model")
     cons = json.loads(args.consistency.read_text())
-    if cons.get("checkpoint_sha256") != sha256(args.model):
+    if cons.get("checkpoint_sha256") != digest:
         raise SystemExit(f"error: {args.consistency} measures {cons.get('checkpoint')}, not this model")
-    runs = lineage(args.model, meta, ("trajectories", "trajectory_count"))
+    runs = lineage(args.model, digest, meta, ("trajectories", "trajectory_count"))
     cons = {k: cons[k] for k in ("consistent", "verdict", "min_explained", "threshold", "verdict_sigma", "count",
                                  "sigmas", "explained_from_T", "band_validity", "fidelity_mean", "one_step_mse",
                                  "one_step_mse_no_dynamics", "seeds", "trajectories") if k in cons}
@@ -127,7 +128,7 @@ def main() -> None:
         "lineage": runs, "train": last_options(args),
         "config": meta["config"],
         "data": {k: tp[k] for k in ("dataset", "split", "data_hash", "data_count")},
-        "teacher_sha256": prov["teacher_sha256"], "sha256": sha256(dest), "source_sha256": sha256(args.model),
+        "teacher_sha256": prov["teacher_sha256"], "sha256": sha256(dest), "source_sha256": digest,
         "final_losses": final_losses(args.run or args.model.parent, prov["step"]),
         "fid": {"count": ev["count"], "reference": ev["reference"], "hkd_seeds": ev["hkd_seeds"],
                 "hkd_vs_data": ev["hkd_vs_data"]["fid"], "teacher_35nfe_vs_data": ev["teacher_vs_data"]["fid"],
@@ -141,7 +142,8 @@ def main() -> None:
 
 
 def ship_teacher(args, meta: dict) -> None:
-    digest, prov, runs = sha256(args.model), meta["provenance"], lineage(args.model, meta)
+    digest, prov = sha256(args.model), meta["provenance"]
+    runs = lineage(args.model, digest, meta)
     ev = json.loads(args.eval_teacher.read_text())
     if ev.get("teacher_sha256") != digest:
         raise SystemExit(f"error: {args.eval_teacher} evaluates {ev['teacher']}, not this teacher")
