@@ -50,11 +50,11 @@ done
 [ -n "$LRS" ] || { echo "device_distil.sh: --lrs names no learning rate" >&2; exit 2; }
 [ -e "$RUNS" ] && { echo "device_distil.sh: $RUNS exists; pass another --runs DIR" >&2; exit 2; }
 NAMES=()   # one run per learning rate, and with --huber its pseudo-Huber twin
-for lr in $LRS; do NAMES+=("lr$lr"); [ "$HUBER" = 0 ] || NAMES+=("lr$lr-huber"); done
-options() {  # NAME -> the options that set its run apart
-  local lr=${1#lr}
-  case $lr in *-huber) echo "--lr ${lr%-huber} --distance huber --latent 150" ;; *) echo "--lr $lr" ;; esac
-}
+declare -A OPTIONS   # what sets each run apart
+for lr in $LRS; do
+  NAMES+=("lr$lr") OPTIONS[lr$lr]="--lr $lr"
+  [ "$HUBER" = 0 ] || { NAMES+=("lr$lr-huber") OPTIONS[lr$lr-huber]="--lr $lr --distance huber --latent 150"; }
+done
 PY=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 $PY -c "import torch, numpy, safetensors, PIL, typer, rich" || { echo "device_distil.sh: $PY lacks torch or a koopscope dependency" >&2; exit 1; }
@@ -72,7 +72,7 @@ runs() {  # PREFIX STEPS RAMPDOWN CAP_S: the runs (NAMES) side by side; fails if
   local prefix=$1 steps=$2 rampdown=$3 cap=$4 name pids=() rc=0 bad=0
   for name in "${NAMES[@]}"; do
     timeout "$cap" "$PY" -m koopscope train hkd --preset "$PRESET" --out "$RUNS/$prefix$name" --steps "$steps" \
-      --batch "$BATCH" $(options "$name") --rampdown "$rampdown" --amp bf16 --no-progress \
+      --batch "$BATCH" ${OPTIONS[$name]} --rampdown "$rampdown" --amp bf16 --no-progress \
       --trajectories "$RUNS/store" --teacher "$TEACHER" ${INIT:+--init "$INIT"} > "$RUNS/$prefix$name.out" 2>&1 &
     pids+=($!)
   done
