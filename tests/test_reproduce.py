@@ -146,3 +146,22 @@ def test_plain_log_ticks_label_only_the_chosen_leading_digits():
     for formatter in (ax.yaxis.get_major_formatter(), ax.yaxis.get_minor_formatter()):
         assert [formatter(v, 0) for v in (0.03, 0.04, 0.05, 0.1, 20, 60)] == ["0.03", "", "0.05", "0.1", "20", ""]
     pyplot().close(fig)
+
+
+def test_a_second_run_s_manifest_entries_survive(tmp_path):
+    """Two runs with other --only stages at once: each records its stage without dropping what the other wrote
+    meanwhile (the manifest is read again before each write)."""
+    from koopscope.reproduce.runner import reproduce
+    from koopscope.reproduce.stages import Stage
+
+    lay = Layout(tmp_path / "figures", tmp_path / "results", tmp_path / "runs", tmp_path / "logs")
+    lay.results.mkdir(parents=True)
+    manifest, made = lay.results / "reproduce.json", tmp_path / "made.txt"
+    source = tmp_path / "input.txt"
+    source.write_text("x")
+    other = '{"other": {"key": "k", "seconds": 1, "finished": "", "outputs": {}}}'
+    script = (f"import pathlib; pathlib.Path({str(manifest)!r}).write_text({other!r}); "
+              f"pathlib.Path({str(made)!r}).write_text('done')")
+    stage = Stage("mine", "a stage that another run races", ["-c", script], [source], [made], Path(__file__))
+    assert reproduce([stage], lay, progress=False) == [("mine", "ran", pytest.approx(0, abs=60))]
+    assert set(json.loads(manifest.read_text())) == {"other", "mine"}

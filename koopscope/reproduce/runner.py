@@ -162,10 +162,11 @@ def reproduce(stages: list[Stage], lay: Layout, only: list[str] | None = None, f
                                      f"run it first (or drop --only)")
             bar.update(task, description=f"{stage.name}: {stage.about}")
             seconds = run_stage(stage, lay, threads)
-            manifest[stage.name] = {"key": now.key, "seconds": round(seconds, 1),   # a stage leaves its inputs be
-                                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                                    "outputs": {_portable(str(p), lay): content_hash(p, cache)
-                                                for p in stage.outputs}}
+            entry = {"key": now.key, "seconds": round(seconds, 1),   # a stage leaves its inputs be
+                     "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                     "outputs": {_portable(str(p), lay): content_hash(p, cache) for p in stage.outputs}}
+            # read again: a second run with other --only stages may have recorded its own meanwhile
+            manifest = {**read_manifest(lay), stage.name: entry}
             lay.results.mkdir(parents=True, exist_ok=True)
             write_json(lay.results / MANIFEST, manifest)
             report.append((stage.name, "ran", seconds))

@@ -5,8 +5,9 @@ fashion  the shipped teacher and student -> trajectories -> every figure and tab
          (hours on CPU; the training behind the shipped models is analyses/fashion_pipeline.sh)
 
 Layout under OUT: figures/, results/ (JSON and netCDF beside the figures' numbers), runs/ (training and the
-trajectory store), logs/ (one log per stage), results/reproduce.json (the manifest). Without --out the fashion
-preset writes into the repository's figures/ and analyses/results/, its runs under ~/koopscope-runs.
+trajectory store, for fashion named by the teacher's sha256), logs/ (one log per stage), results/reproduce.json (the
+manifest). Without --out the fashion preset writes into the repository's figures/ and analyses/results/, its runs under
+~/koopscope-runs.
 """
 
 from __future__ import annotations
@@ -88,11 +89,15 @@ def plan(preset: str, lay: Layout, threads: int = 1) -> list[Stage]:
                "spectrum": "spectrum_reading", "trajectory": "fig_trajectory", "editing": "fig_editing",
                "inpainting": "inpaint_compare", "eval-teacher": "eval_teacher", "eval-hkd": "eval_hkd",
                "comparison": "comparison"}
-    store = lay.runs / ("traj-fashion" if preset == "fashion" else "trajectories")
+    store = lay.runs / "trajectories"
     stages = []
     if preset == "fashion":
+        from ..io.meta import sha256
+
         teacher = ROOT / "koopscope/models/teacher-fashion.safetensors"
         hkd = ROOT / "koopscope/models/hkd-fashion.safetensors"
+        # a store holds one teacher's trajectories: a newly shipped teacher gets a store of its own
+        store = lay.runs / f"traj-fashion-{sha256(teacher)[:12]}"
     else:
         from ..data.fashion import fashion_dir
 
