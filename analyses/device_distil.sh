@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Distil a given teacher into HKD students on one lent GPU (H100/H200) inside a time budget, offline:
-#   bash analyses/device_distil.sh --teacher checkpoints/teacher-fashion-mean13-18.safetensors \
+#   bash analyses/device_distil.sh --teacher koopscope/models/teacher-fashion.safetensors \
 #     --init checkpoints/hkd-fashion-mean13-18-15k-cool-step0003000.safetensors [--lrs "3e-4 1e-3"] [--count 100000] \
 #     [--batch 512] [--budget 450] [--huber] [--runs DIR] [--dest DIR] [--smoke]
 # What the CPU cannot reach: many trajectories (a student fitted to few memorises them: analyses/generalisation.py)

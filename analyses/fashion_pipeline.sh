@@ -9,8 +9,9 @@ TH=${1:-1}
 K=".venv/bin/koopscope"
 PY=".venv/bin/python"
 R=${RUNS:-$HOME/koopscope-runs}
-# The shipped teacher (koopscope/models/) was made by the first command; set RETRAIN=1 to redo it.
-TEACHER=$(pwd)/koopscope/models/teacher-fashion.safetensors S=$R/traj-fashion
+# The first teacher (shipped until the mean-13-18 teacher below replaced it; committed as
+# checkpoints/teacher-fashion-step0003000) was made by the first command; set RETRAIN=1 to redo it.
+TEACHER=$(pwd)/checkpoints/teacher-fashion-step0003000.safetensors S=$R/traj-fashion
 H1=$R/hkd-fashion H2=$R/hkd-fashion-v2 H3=$R/hkd-fashion-v3 V1=$R/hkd-fashion-v1.safetensors
 
 resume() { [ -f "$1/checkpoint.safetensors" ] && echo --resume || true; }
@@ -20,9 +21,10 @@ if [ "${RETRAIN:-0}" = 1 ]; then
   $K train teacher --preset fashion --out $R/teacher-fashion --threads "$TH" --no-progress $(resume $R/teacher-fashion)
   TEACHER=$R/teacher-fashion/model.safetensors
 fi
-missing figures/teacher_samples.png && $PY analyses/fig_teacher_samples.py $TEACHER
 $K trajectories $TEACHER --out $S --count 5000 --threads "$TH" --no-progress
-missing analyses/results/eval_teacher.json && $PY analyses/eval_teacher.py --teacher $TEACHER --trajectories $S --count 5000 --threads "$TH" --no-progress
+ET=analyses/results/eval_teacher-step3000.json
+missing $ET && $PY analyses/eval_teacher.py --teacher $TEACHER --trajectories $S --count 5000 --threads "$TH" \
+  --no-progress --out $ET
 $PY analyses/ablation_dynamics.py --preset fashion --teacher $TEACHER --trajectories $S --steps 300 --fid 1000 --threads "$TH" \
   --out-dir $R/ablation_dynamics-fashion --results analyses/results/ablation_dynamics-fashion.json --figure figures/ablation_dynamics_fashion
 # v1: the paper's objective + intermediate supervision, energy noise estimate (4000 steps; the previously shipped student)
@@ -37,28 +39,28 @@ $PY analyses/ablation_consistency.py --trajectories $S --teacher $TEACHER --init
 $K train hkd --preset fashion --trajectories $S --teacher $TEACHER --init $V1 --latent 1 --noise-estimate haar \
   --intermediate 1 --grid 16 --out $H2 --resume --steps 800 --threads "$TH" --no-progress
 missing analyses/results/eval_hkd_v2.json && $PY analyses/eval_hkd.py --hkd $H2/model.safetensors --trajectories $S \
-  --count 5000 --threads "$TH" --no-progress --teacher-from analyses/results/eval_teacher.json --out analyses/results/eval_hkd_v2.json
-# v3, shipped: the same run 200 steps further (v2 missed FID <= 1.1x v1's by 0.7; v3 meets it and stays consistent)
+  --count 5000 --threads "$TH" --no-progress --teacher-from $ET --out analyses/results/eval_hkd_v2.json
+# v3, shipped on the first teacher: the same run 200 steps further (v2 missed FID <= 1.1x v1's by 0.7; v3 meets it and
+# stays consistent); committed with its record as checkpoints/hkd-fashion-v3
 [ -d $H3 ] || cp -r $H2 $H3
 $K train hkd --preset fashion --trajectories $S --teacher $TEACHER --init $V1 --latent 1 --noise-estimate haar \
   --intermediate 1 --grid 16 --out $H3 --resume --steps 1000 --threads "$TH" --no-progress
-$K consistency $H3/model.safetensors --out analyses/results/consistency_fashion.nc \
-  --plot figures/consistency_fashion.png --threads "$TH" --no-progress
-$PY analyses/eval_hkd.py --hkd $H3/model.safetensors --trajectories $S --count 5000 --threads "$TH" --no-progress \
-  --teacher-from analyses/results/eval_teacher.json
+C3=analyses/results/consistency_fashion-v3 E3=analyses/results/eval_hkd_v3.json
+missing $C3.json && $K consistency $H3/model.safetensors --out $C3.nc --threads "$TH" --no-progress
+missing $E3 && $PY analyses/eval_hkd.py --hkd $H3/model.safetensors --trajectories $S --count 5000 --threads "$TH" \
+  --no-progress --teacher-from $ET --out $E3
 $PY analyses/bench_speed.py --teacher $TEACHER --hkd $H3/model.safetensors --threads "$TH"
-$PY analyses/ship_model.py $H3/model.safetensors   # -> koopscope/models/hkd-fashion.{safetensors,json}
+missing checkpoints/hkd-fashion-v3.json && $PY analyses/ship_model.py $H3/model.safetensors --teacher $TEACHER \
+  --eval $E3 --consistency $C3.json --models checkpoints --name hkd-fashion-v3
 # the comparison on one teacher: every method distilled from the same store on the same budget, one table
-$PY analyses/comparison.py --trajectories $S --teacher $TEACHER --runs $R/comparison --threads "$TH" \
+$PY analyses/comparison.py --trajectories $S --teacher $TEACHER --teacher-rows $ET --runs $R/comparison --threads "$TH" \
   --only kd cd hkd hkd-paper hkd-no-hierarchy hkd-koopman-only hkd-neither
 $PY analyses/comparison.py --trajectories $S --teacher $TEACHER --threads "$TH" --speeds   # images/s side by side
-# every figure and table from the shipped models (stages already current are skipped)
-$K reproduce --preset fashion --runs $R --threads "$TH" --no-progress
-# the teacher trained further (warm start from the shipped one, bf16 autocast), a snapshot and an FID point of
-# 2000 samples every 1000 steps; raise TEACHER_CONT_STEPS to go on (figures/fid_vs_steps.png), and set
-# TEACHER_CONT_PROCS to train on that many processes (torchrun, gloo; a run resumes on any number).
-# A fresh machine has lost RUNS: the run then goes on from the snapshot committed under checkpoints/ (its EMA
-# weights, named by its steps beyond the shipped teacher) as a warm start with a fresh optimizer.
+# the teacher trained further (warm start from the first one, bf16 autocast), a snapshot and an FID point of
+# 2000 samples every 1000 steps (18000 steps were run; figures/fid_vs_steps.png); set TEACHER_CONT_STEPS above them
+# to go on, and TEACHER_CONT_PROCS to train on that many processes (torchrun, gloo; a run resumes on any number).
+# Without RUNS/teacher-fashion-cont and TEACHER_CONT_STEPS the stage is skipped: its last snapshot left
+# checkpoints/ when the mean-13-18 teacher was shipped (git history holds it, commit 8923b19).
 go_on() {  # RUN INIT NAME -> "RUN INIT START": a lost RUN goes on from checkpoints/NAME-stepNNNNNNN, the newest
   local c s
   c=$(ls checkpoints/$3-step*.safetensors 2>/dev/null | tail -n 1)
@@ -86,13 +88,15 @@ snapshots() {  # KIND PROCS RUN INIT START EVERY UNTIL [options]: further in EVE
     cp "$run/model.safetensors" "$snap"
   done
 }
-read -r TC FROM START < <(go_on $R/teacher-fashion-cont $TEACHER teacher-fashion-cont)
-snapshots teacher "${TEACHER_CONT_PROCS:-1}" $TC $FROM $START 1000 "${TEACHER_CONT_STEPS:-2000}"
-$PY analyses/fid_vs_steps.py --label "teacher, Heun 35 NFE" $TEACHER $TC/model-step*.safetensors --count 2000 \
-  --threads "$TH"
+TC=$R/teacher-fashion-cont
+if [ -d $TC ] || [ -n "${TEACHER_CONT_STEPS:-}" ]; then
+  snapshots teacher "${TEACHER_CONT_PROCS:-1}" $TC $TEACHER 0 1000 "${TEACHER_CONT_STEPS:-0}"
+  $PY analyses/fid_vs_steps.py --label "teacher, Heun 35 NFE" $TEACHER $TC/model-step*.safetensors --count 2000 \
+    --threads "$TH"
+fi
 # a longer average than the run's EMA (half-life 40k images): the mean of the EMA snapshots 13000-18000 (measured
-# on the rerun: FID 9.86, the target met, against 10.30 for the step-14000 snapshot alone, 5000 samples; committed as
-# checkpoints/teacher-fashion-mean13-18.safetensors)
+# on the rerun: FID 9.86, the target met, against 10.30 for the step-14000 snapshot alone, 5000 samples): shipped
+# as koopscope/models/teacher-fashion.safetensors with its lineage and FID (eval_teacher-mean13-18.json)
 M=$R/teacher-fashion-mean13-18.safetensors SN=($TC/model-step00{13,14,15,16,17,18}000.safetensors)
 [ -f $M ] || ! ls "${SN[@]}" > /dev/null 2>&1 || $K train average "${SN[@]}" --out $M
 [ ! -f $M ] || $PY analyses/fid_vs_steps.py --label "teacher, mean of the EMA snapshots 13000-18000, Heun 35 NFE" $M \
@@ -101,7 +105,7 @@ M=$R/teacher-fashion-mean13-18.safetensors SN=($TC/model-step00{13,14,15,16,17,1
 # TEACHER_COOL_FROM steps, the lr falling linearly to 0 over TEACHER_COOL_STEPS steps of the same batch (measured:
 # 11.24 against 10.79 for the step-16000 snapshot, no gain)
 CF=${TEACHER_COOL_FROM:-16000} CS=${TEACHER_COOL_STEPS:-1500} TD=$R/teacher-fashion-cool
-if [ "${TEACHER_CONT_STEPS:-2000}" -ge "$CF" ]; then
+if [ "${TEACHER_CONT_STEPS:-0}" -ge "$CF" ]; then
   further teacher "${TEACHER_CONT_PROCS:-1}" $TD $TC/model-step$(printf %07d $CF).safetensors $CS --rampdown $CS
   $PY analyses/fid_vs_steps.py --label "teacher cooled down, Heun 35 NFE" $TD/model.safetensors --count 5000 \
     --threads "$TH"
@@ -115,16 +119,18 @@ fi
 # many processes. When RUNS has lost the run, it goes on from the newest snapshot committed under checkpoints/
 # (hkd-fashion-mean13-18-15k-stepNNNNNNN, a warm start with a fresh optimizer).
 # About 28 images/s on two processes here: the ~1.3M images the student target needs are a lent GPU's work
-# (analyses/device_distil.sh --teacher checkpoints/teacher-fashion-mean13-18.safetensors --init <newest snapshot>).
-MT=$(pwd)/checkpoints/teacher-fashion-mean13-18.safetensors SM=$R/traj-fashion-mean13-18
-SH=$R/traj-fashion-mean13-18-heldout H5=$R/hkd-fashion-mean13-18
+# (analyses/device_distil.sh --teacher koopscope/models/teacher-fashion.safetensors --init <newest snapshot>).
+SM=$R/traj-fashion-mean13-18 SH=$R/traj-fashion-mean13-18-heldout H5=$R/hkd-fashion-mean13-18
+ET2=analyses/results/eval_teacher-mean13-18.json
+if missing koopscope/models/teacher-fashion.json; then   # the mean teacher, scored, replaces the first one
+  $K trajectories $M --out $SM --count 15000 --threads "$TH" --no-progress
+  missing $ET2 && $PY analyses/eval_teacher.py --teacher $M --trajectories $SM --count 5000 --threads "$TH" \
+    --no-progress --out $ET2
+  $PY analyses/ship_model.py $M --eval-teacher $ET2
+fi
+MT=$(pwd)/koopscope/models/teacher-fashion.safetensors
 $K trajectories $MT --out $SM --count 15000 --threads "$TH" --no-progress
 $K trajectories $MT --out $SH --count 256 --seed-offset 3000000 --threads "$TH" --no-progress
-missing analyses/results/eval_teacher-mean13-18.json && $PY analyses/eval_teacher.py --teacher $MT --trajectories $SM \
-  --count 5000 --threads "$TH" --no-progress --out analyses/results/eval_teacher-mean13-18.json
-missing checkpoints/teacher-fashion-mean13-18.json && $PY analyses/ship_model.py \
-  checkpoints/teacher-fashion-mean13-18.safetensors --models checkpoints --name teacher-fashion-mean13-18 \
-  --eval-teacher analyses/results/eval_teacher-mean13-18.json
 read -r HC HFROM HSTART < <(go_on $R/hkd-fashion-mean13-18-15k $(pwd)/checkpoints/hkd-fashion-mean13-18-step0003000.safetensors \
   hkd-fashion-mean13-18-15k)
 snapshots hkd "${STUDENT_CONT_PROCS:-1}" $HC $HFROM $HSTART 500 "${STUDENT_CONT_STEPS:-0}" --trajectories $SM \
@@ -141,11 +147,12 @@ done
 SCF=${STUDENT_COOL_FROM:-4000} SCS=${STUDENT_COOL_STEPS:-0} HD=$R/hkd-fashion-mean13-18-15k-cool
 SCI=$HC/model-step$(printf %07d $SCF).safetensors
 [ -f $SCI ] || SCI=$(pwd)/checkpoints/hkd-fashion-mean13-18-15k-step$(printf %07d $SCF).safetensors
-cooled() {  # OUT INIT STEPS STORE LABEL: the student from INIT on STORE, the lr falling linearly to 0 over STEPS;
-  # its last weights kept as OUT/model-stepSTEPS and scored (FID of 5000 samples, held-out error)
+cooled() {  # OUT INIT STEPS STORE LABEL [options]: the student from INIT on STORE, the lr falling linearly to 0 over
+  # STEPS; its last weights kept as OUT/model-stepSTEPS and scored (FID of 5000 samples, held-out error)
   local out=$1 init=$2 steps=$3 store=$4 label=$5 snap
+  shift 5
   snap=$out/model-step$(printf %07d $steps).safetensors
-  further hkd "${STUDENT_CONT_PROCS:-1}" $out $init $steps --rampdown $steps --trajectories $store --teacher $MT
+  further hkd "${STUDENT_CONT_PROCS:-1}" $out $init $steps --rampdown $steps --trajectories $store --teacher $MT "$@"
   cp $out/model.safetensors $snap
   $PY analyses/fid_vs_steps.py --label "$label" $snap --count 5000 --threads "$TH"
   $PY analyses/generalisation.py $out/model-step*.safetensors --train $store --heldout $SH --count 128 --threads "$TH"
@@ -162,3 +169,22 @@ if [ "$S30" -gt 0 ]; then
   cooled $H30 $(pwd)/checkpoints/hkd-fashion-mean13-18-15k-cool-step0003000.safetensors $S30 $SM30 \
     "HKD on 30000 trajectories, from the cooled student, lr falling to 0 over $S30 steps, one step"
 fi
+# a sharper distance: that student 3000 steps further on the same store with the pseudo-Huber distance, latent
+# consistency raised to 150 to keep its share of the gradient (the Huber gradient is ~160x the squared error's at
+# residual rms 0.1); STUDENT_HUBER_STEPS (0, the default, skips it; measured with 3000 on two processes: FID 26.77
+# against 30.06 at its start). Its start is RUNS' 30000-trajectory snapshot (git history: commit 9c2fa0c).
+SHU=${STUDENT_HUBER_STEPS:-0} HH=$R/hkd-fashion-mean13-18-30k-huber
+[ "$SHU" -eq 0 ] || cooled $HH $H30/model-step0003000.safetensors $SHU $SM30 "HKD on 30000 trajectories, pseudo-Huber \
+(latent 150) from the 30k snapshot, lr falling to 0 over $SHU steps, one step" --distance huber --latent 150
+# the shipped student: the best consistent one measured (the pseudo-Huber student, step 3000), scored on the
+# store's first 5000 teacher samples and shipped beside its teacher with its lineage (analyses/ship_model.py)
+HS=$HH/model-step0003000.safetensors E4=analyses/results/eval_hkd_v4.json
+C4=analyses/results/consistency_fashion-mean13-18-30k-huber-step3000.json
+if missing koopscope/models/hkd-fashion.json; then
+  missing $C4 && $K consistency $HS --out ${C4%.json}.nc --threads "$TH" --no-progress
+  missing $E4 && $PY analyses/eval_hkd.py --hkd $HS --trajectories $SM --count 5000 --threads "$TH" --no-progress \
+    --out $E4
+  $PY analyses/ship_model.py $HS --teacher $MT --eval $E4 --consistency $C4
+fi
+# every figure and table from the shipped models (stages already current are skipped)
+$K reproduce --preset fashion --runs $R --threads "$TH" --no-progress

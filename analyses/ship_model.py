@@ -4,8 +4,11 @@
         [--consistency analyses/results/consistency_fashion.json]
     python analyses/ship_model.py runs/teacher-fashion-cont/model-step0014000.safetensors
         [--eval-teacher analyses/results/eval_teacher.json] [--fid-rows analyses/results/fid_vs_steps.json]
-    python analyses/ship_model.py checkpoints/teacher-fashion-mean13-18.safetensors --models checkpoints \
-        --name teacher-fashion-mean13-18 --eval-teacher analyses/results/eval_teacher-mean13-18.json
+    python analyses/ship_model.py RUNS/teacher-fashion-mean13-18.safetensors \
+        --eval-teacher analyses/results/eval_teacher-mean13-18.json
+    python analyses/ship_model.py RUNS/hkd-fashion-v3/model.safetensors --models checkpoints --name hkd-fashion-v3 \
+        --teacher checkpoints/teacher-fashion-step0003000.safetensors --eval analyses/results/eval_hkd_v3.json \
+        --consistency analyses/results/consistency_fashion-v3.json
 
 Copies the checkpoint (EMA weights only) to koopscope/models/hkd-<preset>.safetensors, with the
 consistency summary (`koopscope consistency CKPT --out DIR`'s JSON) in its metadata, where

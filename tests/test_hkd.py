@@ -489,14 +489,13 @@ def test_ship_model_records_a_students_lineage(chain, trained, tmp_path, monkeyp
 
 
 def test_checkpoints_from_before_the_renames_load():
-    """The shipped model's header still says time / encoder_time / times; they read as time_axis /
-    encoder_conditioning / points."""
+    """The first shipped student's header (checkpoints/hkd-fashion-v3) still says time / encoder_time / times;
+    they read as time_axis / encoder_conditioning / points."""
     from koopscope.hkd.config import current_names
     from koopscope.hkd.task import load_hkd
-    from koopscope.io.meta import read_meta
-    from koopscope.models import default_checkpoint
+    from koopscope.io.meta import COMMITTED, read_meta
 
-    path = default_checkpoint()[0]
+    path = COMMITTED / "hkd-fashion-v3.safetensors"
     record = read_meta(path)["config"]
     old = record["model"]
     assert old["time"] == "log" and old["encoder_time"] == "blind" and record["times"] == 3
