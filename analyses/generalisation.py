@@ -11,8 +11,8 @@ store of the same teacher (other seeds, e.g. ``koopscope trajectories TEACHER --
 --seed-offset 3000000``). A held-out error far above the training error means the student memorises its store:
 more trajectories, not more steps, is what it lacks. Rows accumulate in analyses/results/generalisation.json,
 keyed by the checkpoint's sha256, the two stores and the count; figures/generalisation.{png,pdf} draws both
-errors against training images seen (a warm start's own included), a colour per size of the store the
-checkpoint was trained on.
+errors against training images seen (a warm start's own included), a colour per run (a checkpoint's folder,
+or its file name outside a run folder), training seeds solid, held-out seeds dashed.
 """
 
 from __future__ import annotations
@@ -46,21 +46,31 @@ def score(path: Path, digest: str, train, heldout, count: int) -> dict:
             "train_store": str(train.path), "heldout_store": str(heldout.path), "seeds": seeds, **measured}
 
 
+def run_of(row: dict) -> str:
+    """The run a row's checkpoint came from: its folder for a run's model*.safetensors, else the file's name."""
+    path = Path(row["checkpoint"])
+    return path.parent.name if path.name.startswith("model") else path.stem
+
+
 def plot(rows: list[dict], stem: Path) -> None:
     from koopscope.io.figures import count_ticks, pyplot, save_figure
 
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    runs = sorted({run_of(r) for r in rows}, key=lambda n: min(r["images_seen"] for r in rows if run_of(r) == n))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
     for ax, key, name in zip(axes, ("one_step_mse", "fidelity_mean"),
                              ("one-step sample MSE to the teacher's", "mean RMSE along the trajectory")):
-        for i, n in enumerate(sorted({r["trajectory_count"] for r in rows})):   # a colour per store size
+        for i, run in enumerate(runs):   # a colour per run; training seeds solid, held-out seeds dashed
+            mine = [r for r in rows if run_of(r) == run]
             for split, style in (("train", "o-"), ("heldout", "s--")):
-                line = sorted((r["images_seen"], r[split][key]) for r in rows if r["trajectory_count"] == n)
-                ax.plot(*zip(*line), style, color=f"C{i}", fillstyle="none",
-                        label=f"{n} trajectories, {'training' if split == 'train' else 'held-out'} seeds")
+                line = sorted((r["images_seen"], r[split][key]) for r in mine)
+                ax.plot(*zip(*line), style, color=f"C{i % 10}", fillstyle="none", markersize=4,
+                        label=f"{run} ({mine[0]['trajectory_count']} trajectories)" if split == "train" else None)
         ax.set(xlabel="training images seen", title=name, ylim=(0, None))
         count_ticks(ax.xaxis)
-    axes[0].legend(fontsize=7, loc="upper center", bbox_to_anchor=(1.1, -0.18), ncol=2, frameon=False)
+    axes[0].plot([], [], "ko-", fillstyle="none", label="training seeds")
+    axes[0].plot([], [], "ks--", fillstyle="none", label="held-out seeds")
+    axes[0].legend(fontsize=7, loc="upper center", bbox_to_anchor=(1.1, -0.18), ncol=3, frameon=False)
     save_figure(fig, stem)
 
 
