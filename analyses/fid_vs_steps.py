@@ -35,8 +35,17 @@ def score(path: Path, digest: str, label: str, count: int, seed: int, ref: str, 
             **{k: s[k] for k in ("fid", "kid_mean", "kid_std", "precision", "recall")}}
 
 
+def shipped() -> set[str]:
+    """sha256 of the checkpoints the shipped models were copied from (their records in koopscope/models/)."""
+    import json
+
+    records = [json.loads(f.read_text()) for f in (ROOT / "koopscope/models").glob("*.json")]
+    return {r.get("source_sha256") or r.get("sha256") for r in records} - {None}
+
+
 def plot(rows: list[dict], stem: Path) -> None:
-    """One panel for teachers and one for the students distilled from them, each its own x range."""
+    """One panel for teachers and one for the students distilled from them, each its own x range; the shipped
+    models' points starred."""
     from koopscope.io.figures import count_ticks, plain_log_ticks, pyplot, save_figure
 
     plt = pyplot()
@@ -45,11 +54,14 @@ def plot(rows: list[dict], stem: Path) -> None:
     groups = [(title, g) for title, g in groups if g]
     fig, axes = plt.subplots(len(groups), 1, figsize=(5, 3.2 * len(groups)), squeeze=False)
     log = all(r["fid"] > 0 for r in rows)   # a tiny test count can give FID <= 0
+    ship = shipped()
     for ax, (title, group) in zip(axes[:, 0], groups):
         keys = sorted({(r["label"], r["count"]) for r in group})
         for i, key in enumerate(keys):   # hollow markers, a new shape each time the ten colours come round again
             line = sorted((r["images_seen"], r["fid"]) for r in group if (r["label"], r["count"]) == key)
             ax.plot(*zip(*line), marker="osD^v"[i // 10 % 5], fillstyle="none", label=f"{key[0]}, {key[1]} samples")
+        if stars := sorted((r["images_seen"], r["fid"]) for r in group if r["sha256"] in ship):
+            ax.plot(*zip(*stars), "k*", markersize=9, linestyle="none", label="shipped")
         ax.set(xlabel="training images seen", ylabel="FID (log scale)" if log else "FID", title=f"FID of the {title}",
                yscale="log" if log else "linear")
         if log:
