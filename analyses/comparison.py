@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -273,7 +274,13 @@ def main() -> None:
         merge(args.results, {}, "rows", {key: {**rows[key], "images_per_s": v} for key, v in measured.items()})
         print("\n".join(f"{key}: {v} images/s" for key, v in measured.items()), flush=True)
     elif not args.report:
+        from koopscope.io.meta import sha256
+
         teacher_rec = json.loads(args.teacher_rows.read_text())
+        if teacher_rec.get("teacher_sha256") != sha256(args.teacher):
+            print(f"error: {args.teacher_rows} scores another teacher than {args.teacher}; pass --teacher-rows with "
+                  "that teacher's eval_teacher.py results", file=sys.stderr)
+            sys.exit(2)
         header = {"preset": args.preset, "steps": args.steps, "batch": None, "count": args.count,
                   "curve_count": args.curve_count, "reference": args.ref, "teacher": str(args.teacher),
                   "trajectories": str(args.trajectories), "trajectory_count": len(TrajectoryStore(args.trajectories)),

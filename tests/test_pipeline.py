@@ -63,3 +63,15 @@ def test_comparison_speeds_remeasures_trained_rows_side_by_side(tmp_path):
     rows = json.loads(path.read_text())["rows"]
     assert rows["hkd"]["images_per_s"] > 0 and "hkd: " in r.stdout
     assert rows["EDM Heun 18"] == results["rows"]["EDM Heun 18"]
+
+
+def test_comparison_refuses_teacher_rows_of_another_teacher(tmp_path):
+    """The table's teacher rows must score the teacher the methods are distilled from: the first teacher's results
+    with the shipped teacher are one line and exit 2, nothing written."""
+    results = tmp_path / "comparison.json"
+    r = subprocess.run([sys.executable, str(ROOT / "analyses/comparison.py"), "--trajectories", "x", "--teacher",
+                        str(ROOT / "koopscope/models/teacher-fashion.safetensors"), "--teacher-rows",
+                        str(ROOT / "analyses/results/eval_teacher-step3000.json"), "--results", str(results)],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0, r.stderr[-2000:]
+    assert "scores another teacher" in r.stderr and not results.exists()
