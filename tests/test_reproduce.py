@@ -72,6 +72,13 @@ def test_current_stages_are_skipped_and_a_changed_output_is_redone(smoke):
     assert imread(figure).shape[0] > 50
 
 
+def test_the_thread_count_leaves_stages_current(smoke):
+    """A run on one thread is current for two: --threads sets how fast a stage runs, not what it makes."""
+    out, _ = smoke
+    r = invoke("--out", out, "--threads", "2", "--list")
+    assert r.exit_code == 0 and r.output.count("current") == len(SMOKE) and "to run" not in r.output, r.output
+
+
 @pytest.mark.parametrize("args, message", [
     (["--only", "nope"], "unknown stage nope"),
     (["--preset", "cifar"], "unknown preset 'cifar'"),

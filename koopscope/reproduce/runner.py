@@ -73,9 +73,16 @@ def _portable(arg: str, lay: Layout) -> str:
     return arg
 
 
+def _keyed(argv: list[str]) -> list[str]:
+    """The arguments that key a stage: all but ``--threads N``, which sets how fast it runs, not what it makes (up to
+    float rounding), so a run on two threads leaves the stages current for one."""
+    drop = {i + k for i, a in enumerate(argv) if a == "--threads" for k in (0, 1)}
+    return [a for i, a in enumerate(argv) if i not in drop]
+
+
 def stage_key(stage: Stage, lay: Layout, cache: dict) -> str | None:
     h = hashlib.sha256(f"{stage.name}\0{code_version(stage, cache)}\0".encode())
-    h.update("\0".join(_portable(a, lay) for a in stage.argv).encode())
+    h.update("\0".join(_portable(a, lay) for a in _keyed(stage.argv)).encode())
     for p in stage.inputs:
         if not p.exists():
             return None
