@@ -89,7 +89,6 @@ def plan(preset: str, lay: Layout, threads: int = 1) -> list[Stage]:
                "spectrum": "spectrum_reading", "trajectory": "fig_trajectory", "editing": "fig_editing",
                "inpainting": "inpaint_compare", "eval-teacher": "eval_teacher", "eval-hkd": "eval_hkd",
                "comparison": "comparison"}
-    store = lay.runs / "trajectories"
     stages = []
     if preset == "fashion":
         from ..io.meta import sha256
@@ -102,6 +101,7 @@ def plan(preset: str, lay: Layout, threads: int = 1) -> list[Stage]:
         from ..data.fashion import fashion_dir
 
         teacher, hkd = lay.runs / "teacher/model.safetensors", lay.runs / "hkd/model.safetensors"
+        store = lay.runs / "trajectories"
         stages.append(command("teacher", ["train", "teacher", "--preset", preset, "--out", teacher.parent,
                                           *th, "--no-progress"], [fashion_dir()], [teacher],
                               "train the EDM teacher", resume=teacher.parent / "checkpoint.safetensors"))
