@@ -176,15 +176,29 @@ fi
 SHU=${STUDENT_HUBER_STEPS:-0} HH=$R/hkd-fashion-mean13-18-30k-huber
 [ "$SHU" -eq 0 ] || cooled $HH $H30/model-step0003000.safetensors $SHU $SM30 "HKD on 30000 trajectories, pseudo-Huber \
 (latent 150) from the 30k snapshot, lr falling to 0 over $SHU steps, one step" --distance huber --latent 150
-# the shipped student: the best consistent one measured (the pseudo-Huber student, step 3000), scored on the
-# store's first 5000 teacher samples and shipped beside its teacher with its lineage (analyses/ship_model.py)
-HS=$HH/model-step0003000.safetensors E4=analyses/results/eval_hkd_v4.json
-C4=analyses/results/consistency_fashion-mean13-18-30k-huber-step3000.json
+# the distance on the GPU student (checkpoints/hkd-fashion-mean13-18-gpu100k-cont-step0001000, FID 27.43, made by
+# analyses/device_distil.sh): pseudo-Huber on the 30000 store, lr falling to 0 over STUDENT_GPU_HUBER_STEPS (measured:
+# 1500, FID 25.05), then again from that snapshot over STUDENT_GPU_HUBER2_STEPS (measured: 3000, FID 24.23, the
+# shipped v5); 0, the default, skips each. The second starts from RUNS' step-1500 snapshot (git history: commit
+# b746f99, checkpoints/).
+SGH=${STUDENT_GPU_HUBER_STEPS:-0} SGH2=${STUDENT_GPU_HUBER2_STEPS:-0}
+HG=$R/hkd-gpu-cont-huber HG2=$R/hkd-gpu-cont-huber2
+[ "$SGH" -eq 0 ] || cooled $HG $(pwd)/checkpoints/hkd-fashion-mean13-18-gpu100k-cont-step0001000.safetensors $SGH \
+  $SM30 "HKD on a GPU, then $SGH steps of pseudo-Huber (latent 150) on 30000 trajectories, lr falling to 0, one step" \
+  --distance huber --latent 150
+[ "$SGH2" -eq 0 ] || cooled $HG2 $HG/model-step0001500.safetensors $SGH2 $SM30 "HKD on a GPU, then 1500 + $SGH2 steps \
+of pseudo-Huber (latent 150) on 30000 trajectories, lr falling to 0 twice, one step" --distance huber --latent 150
+# the shipped student: the best consistent one measured (v5, the GPU student + 1500 + 3000 pseudo-Huber steps),
+# scored on the store's first 5000 teacher samples and shipped beside its teacher with its lineage
+# (analyses/ship_model.py); v4 before it, the 30k snapshot's pseudo-Huber student (26.77), is in git history
+# (commit 47a622a, koopscope/models/hkd-fashion.safetensors)
+HS=$HG2/model-step0003000.safetensors E5=analyses/results/eval_hkd_v5.json
+C5=analyses/results/consistency_fashion-mean13-18-gpu100k-cont-huber2-step3000.json
 if missing koopscope/models/hkd-fashion.json; then
-  missing $C4 && $K consistency $HS --out ${C4%.json}.nc --threads "$TH" --no-progress
-  missing $E4 && $PY analyses/eval_hkd.py --hkd $HS --trajectories $SM --count 5000 --threads "$TH" --no-progress \
-    --out $E4
-  $PY analyses/ship_model.py $HS --teacher $MT --eval $E4 --consistency $C4
+  missing $C5 && $K consistency $HS --out ${C5%.json}.nc --threads "$TH" --no-progress
+  missing $E5 && $PY analyses/eval_hkd.py --hkd $HS --trajectories $SM --count 5000 --threads "$TH" --no-progress \
+    --out $E5
+  $PY analyses/ship_model.py $HS --teacher $MT --eval $E5 --consistency $C5
 fi
 # every figure and table from the shipped models (stages already current are skipped)
 $K reproduce --preset fashion --runs $R --threads "$TH" --no-progress
