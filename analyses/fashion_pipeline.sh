@@ -179,15 +179,16 @@ SHU=${STUDENT_HUBER_STEPS:-0} HH=$R/hkd-fashion-mean13-18-30k-huber
 # the distance on the GPU student (checkpoints/hkd-fashion-mean13-18-gpu100k-cont-step0001000, FID 27.43, made by
 # analyses/device_distil.sh): pseudo-Huber on the 30000 store, lr falling to 0 over STUDENT_GPU_HUBER_STEPS (measured:
 # 1500, FID 25.05), then again from that snapshot over STUDENT_GPU_HUBER2_STEPS (measured: 3000, FID 24.23, the
-# shipped v5); 0, the default, skips each. The second starts from RUNS' step-1500 snapshot (git history: commit
-# b746f99, checkpoints/).
-SGH=${STUDENT_GPU_HUBER_STEPS:-0} SGH2=${STUDENT_GPU_HUBER2_STEPS:-0}
+# shipped v5); 0, the default, skips each. The second starts from the first's snapshot at STUDENT_GPU_HUBER2_FROM
+# steps (1500; git history: commit b746f99, checkpoints/).
+SGH=${STUDENT_GPU_HUBER_STEPS:-0} SGH2=${STUDENT_GPU_HUBER2_STEPS:-0} SGF=${STUDENT_GPU_HUBER2_FROM:-1500}
 HG=$R/hkd-gpu-cont-huber HG2=$R/hkd-gpu-cont-huber2
 [ "$SGH" -eq 0 ] || cooled $HG $(pwd)/checkpoints/hkd-fashion-mean13-18-gpu100k-cont-step0001000.safetensors $SGH \
   $SM30 "HKD on a GPU, then $SGH steps of pseudo-Huber (latent 150) on 30000 trajectories, lr falling to 0, one step" \
   --distance huber --latent 150
-[ "$SGH2" -eq 0 ] || cooled $HG2 $HG/model-step0001500.safetensors $SGH2 $SM30 "HKD on a GPU, then 1500 + $SGH2 steps \
-of pseudo-Huber (latent 150) on 30000 trajectories, lr falling to 0 twice, one step" --distance huber --latent 150
+[ "$SGH2" -eq 0 ] || cooled $HG2 $HG/model-step$(printf %07d $SGF).safetensors $SGH2 $SM30 "HKD on a GPU, then \
+$SGF + $SGH2 steps of pseudo-Huber (latent 150) on 30000 trajectories, lr falling to 0 twice, one step" \
+  --distance huber --latent 150
 # the shipped student: the best consistent one measured (v5, the GPU student + 1500 + 3000 pseudo-Huber steps),
 # scored on the store's first 5000 teacher samples and shipped beside its teacher with its lineage
 # (analyses/ship_model.py); v4 before it, the 30k snapshot's pseudo-Huber student (26.77), is in git history
