@@ -189,6 +189,16 @@ HG=$R/hkd-gpu-cont-huber HG2=$R/hkd-gpu-cont-huber2
 [ "$SGH2" -eq 0 ] || cooled $HG2 $HG/model-step$(printf %07d $SGF).safetensors $SGH2 $SM30 "HKD on a GPU, then \
 $SGF + $SGH2 steps of pseudo-Huber (latent 150) on 30000 trajectories, lr falling to 0 twice, one step" \
   --distance huber --latent 150
+# fresh seeds: v5 fitted its 30000 trajectories 2.5x better than held-out ones, so a third cycle goes on from it on
+# 20000 trajectories it never saw (seeds 30000-49999, those a 50000 store would add), the lr falling to 0 over
+# STUDENT_FRESH_STEPS (0, the default, skips it). v5 is taken from git history (commit 68a03ef).
+SFR=${STUDENT_FRESH_STEPS:-0} SMF=$R/traj-fresh30k HF=$R/hkd-v5-fresh-huber3 V5=$R/hkd-fashion-v5.safetensors
+if [ "$SFR" -gt 0 ]; then
+  [ -f $V5 ] || { git show 68a03ef:koopscope/models/hkd-fashion.safetensors > $V5.tmp && mv $V5.tmp $V5; }
+  $K trajectories $MT --out $SMF --count 20000 --seed-offset 30000 --threads "$TH" --no-progress
+  cooled $HF $V5 $SFR $SMF "v5 + $SFR steps of pseudo-Huber (latent 150) on 20000 fresh trajectories (seeds \
+30000-49999), lr falling to 0, one step" --distance huber --latent 150
+fi
 # the shipped student: the best consistent one measured (v5, the GPU student + 1500 + 3000 pseudo-Huber steps),
 # scored on the store's first 5000 teacher samples and shipped beside its teacher with its lineage
 # (analyses/ship_model.py); v4 before it, the 30k snapshot's pseudo-Huber student (26.77), is in git history
