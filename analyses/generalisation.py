@@ -60,11 +60,12 @@ def plot(rows: list[dict], stem: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
     for ax, key, name in zip(axes, ("one_step_mse", "fidelity_mean"),
                              ("one-step sample MSE to the teacher's", "mean RMSE along the trajectory")):
-        for i, run in enumerate(runs):   # a colour per run; training seeds solid, held-out seeds dashed
+        for i, run in enumerate(runs):   # a colour per run (tab20 past ten); training seeds solid, held-out dashed
+            colour = f"C{i}" if len(runs) <= 10 else plt.get_cmap("tab20")(i % 20)
             mine = [r for r in rows if run_of(r) == run]
             for split, style in (("train", "o-"), ("heldout", "s--")):
                 line = sorted((r["images_seen"], r[split][key]) for r in mine)
-                ax.plot(*zip(*line), style, color=f"C{i % 10}", fillstyle="none", markersize=4,
+                ax.plot(*zip(*line), style, color=colour, fillstyle="none", markersize=4,
                         label=f"{run} ({mine[0]['trajectory_count']} trajectories)" if split == "train" else None)
         ax.set(xlabel="training images seen", title=name, ylim=(0, None))
         count_ticks(ax.xaxis)
