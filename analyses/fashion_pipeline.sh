@@ -178,8 +178,8 @@ SHU=${STUDENT_HUBER_STEPS:-0} HH=$R/hkd-fashion-mean13-18-30k-huber
 (latent 150) from the 30k snapshot, lr falling to 0 over $SHU steps, one step" --distance huber --latent 150
 # the distance on the GPU student (checkpoints/hkd-fashion-mean13-18-gpu100k-cont-step0001000, FID 27.43, made by
 # analyses/device_distil.sh): pseudo-Huber on the 30000 store, lr falling to 0 over STUDENT_GPU_HUBER_STEPS (measured:
-# 1500, FID 25.05), then again from that snapshot over STUDENT_GPU_HUBER2_STEPS (measured: 3000, FID 24.23, the
-# shipped v5); 0, the default, skips each. The second starts from the first's snapshot at STUDENT_GPU_HUBER2_FROM
+# 1500, FID 25.05), then again from that snapshot over STUDENT_GPU_HUBER2_STEPS (measured: 3000, FID 24.23: v5,
+# shipped before v6); 0, the default, skips each. The second starts from the first's snapshot at STUDENT_GPU_HUBER2_FROM
 # steps (1500; git history: commit b746f99, checkpoints/).
 SGH=${STUDENT_GPU_HUBER_STEPS:-0} SGH2=${STUDENT_GPU_HUBER2_STEPS:-0} SGF=${STUDENT_GPU_HUBER2_FROM:-1500}
 HG=$R/hkd-gpu-cont-huber HG2=$R/hkd-gpu-cont-huber2
@@ -191,25 +191,26 @@ $SGF + $SGH2 steps of pseudo-Huber (latent 150) on 30000 trajectories, lr fallin
   --distance huber --latent 150
 # fresh seeds: v5 fitted its 30000 trajectories 2.5x better than held-out ones, so a third cycle goes on from it on
 # 20000 trajectories it never saw (seeds 30000-49999, those a 50000 store would add), the lr falling to 0 over
-# STUDENT_FRESH_STEPS (0, the default, skips it). v5 is taken from git history (commit 68a03ef).
+# STUDENT_FRESH_STEPS (0, the default, skips it; measured with 3000: FID 23.67, v6, shipped). v5 is taken from git
+# history (commit 68a03ef).
 SFR=${STUDENT_FRESH_STEPS:-0} SMF=$R/traj-fresh30k HF=$R/hkd-v5-fresh-huber3 V5=$R/hkd-fashion-v5.safetensors
 if [ "$SFR" -gt 0 ]; then
   [ -f $V5 ] || { git show 68a03ef:koopscope/models/hkd-fashion.safetensors > $V5.tmp && mv $V5.tmp $V5; }
   $K trajectories $MT --out $SMF --count 20000 --seed-offset 30000 --threads "$TH" --no-progress
-  cooled $HF $V5 $SFR $SMF "v5 + $SFR steps of pseudo-Huber (latent 150) on 20000 fresh trajectories (seeds \
+  cooled $HF $V5 $SFR $SMF "HKD v5, then $SFR steps of pseudo-Huber (latent 150) on 20000 fresh trajectories (seeds \
 30000-49999), lr falling to 0, one step" --distance huber --latent 150
 fi
-# the shipped student: the best consistent one measured (v5, the GPU student + 1500 + 3000 pseudo-Huber steps),
-# scored on the store's first 5000 teacher samples and shipped beside its teacher with its lineage
-# (analyses/ship_model.py); v4 before it, the 30k snapshot's pseudo-Huber student (26.77), is in git history
-# (commit 47a622a, koopscope/models/hkd-fashion.safetensors)
-HS=$HG2/model-step0003000.safetensors E5=analyses/results/eval_hkd_v5.json
-C5=analyses/results/consistency_fashion-mean13-18-gpu100k-cont-huber2-step3000.json
+# the shipped student: the best consistent one measured (v6, v5 + 3000 pseudo-Huber steps on fresh seeds), scored
+# on the store's first 5000 teacher samples and shipped beside its teacher with its lineage (analyses/ship_model.py);
+# v5 before it (24.23) is in git history (commit 68a03ef), v4 (26.77) too (commit 47a622a), both as
+# koopscope/models/hkd-fashion.safetensors
+HS=$HF/model-step0003000.safetensors E6=analyses/results/eval_hkd_v6.json
+C6=analyses/results/consistency_fashion-v5-fresh-huber3-step3000.json
 if missing koopscope/models/hkd-fashion.json; then
-  missing $C5 && $K consistency $HS --out ${C5%.json}.nc --threads "$TH" --no-progress
-  missing $E5 && $PY analyses/eval_hkd.py --hkd $HS --trajectories $SM --count 5000 --threads "$TH" --no-progress \
-    --out $E5
-  $PY analyses/ship_model.py $HS --teacher $MT --eval $E5 --consistency $C5
+  missing $C6 && $K consistency $HS --out ${C6%.json}.nc --threads "$TH" --no-progress
+  missing $E6 && $PY analyses/eval_hkd.py --hkd $HS --trajectories $SM --count 5000 --threads "$TH" --no-progress \
+    --out $E6
+  $PY analyses/ship_model.py $HS --teacher $MT --eval $E6 --consistency $C6
 fi
 # every figure and table from the shipped models (stages already current are skipped)
 $K reproduce --preset fashion --runs $R --threads "$TH" --no-progress
